@@ -1,0 +1,109 @@
+"""End-to-end pipeline: memory against driver length, and frames per second against the model alone.
+
+    python benchmarks/bench_pipeline.py [--faces ../shared/data/faces]
+
+1. Peak resident memory of `SFDPipeline.animate` (tiny preset; each run in a fresh process) on a
+   10-second and a 60-second driver made by looping a shared clip: streaming means the long one
+   stays within 10 % of the short one.
+2. Throughput in frames per second end to end (decode + face crop + model + paste-back + encode)
+   beside the model alone (driving encode + generate on ready crops), tiny and vox256 presets.
+Random weights: speed and memory do not depend on what the weights are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve()
+DEFAULT_FACES = HERE.parents[2] / "shared" / "data" / "faces"
+
+
+def loop_clip(src: Path, dst: Path, seconds: float) -> Path:
+    from sfd.media import ffmpeg_exe
+
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", "-stream_loop", "-1", "-i", str(src), "-t", str(seconds),
+                    "-c:v", "libx264", "-c:a", "aac", str(dst)], check=True)
+    return dst
+
+
+def child(preset: str, source: str, driving: str, output: str, model_only: bool) -> None:
+    """Runs in its own process; prints one JSON line."""
+    import numpy as np
+    import torch
+
+    from sfd import SFDModel, SFDPipeline
+    from sfd.media import probe_video, read_video
+
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as weights:
+        SFDModel.from_preset(preset).save_pretrained(weights)
+        pipe = SFDPipeline.from_pretrained(weights, device="cpu")
+    result = {"preset": preset, "driving_seconds": probe_video(driving).duration}
+    start = time.perf_counter()
+    pipe.animate(source, driving, output, crop_driving=True)
+    seconds = time.perf_counter() - start
+    frames = probe_video(output).frame_count
+    result.update(end_to_end_fps=frames / seconds, frames=frames,
+                  peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    if model_only:
+        src = pipe.prepare_source(source)
+        crops = read_video(driving, max_frames=32, size=(pipe.descriptor_size, pipe.descriptor_size))[0]
+        batches = [crops[i:i + 8] for i in range(0, len(crops), 8)]
+        with torch.inference_mode():
+            def run():
+                for b in batches:
+                    d = pipe.model.encode(pipe._to_tensor(b), with_features=False)
+                    pipe.model.generate(pipe.model.transfer_motion(src.descriptors, d.motion, d.motion[:1]),
+                                        src.descriptors.features)
+            run()
+            start = time.perf_counter()
+            run()
+            result["model_only_fps"] = len(crops) / (time.perf_counter() - start)
+    print(json.dumps(result))
+
+
+def run_child(*args: str) -> dict:
+    out = subprocess.run([sys.executable, str(HERE), "--child", *args], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--faces", type=Path, default=DEFAULT_FACES)
+    parser.add_argument("--child", nargs=5, metavar=("PRESET", "SOURCE", "DRIVING", "OUTPUT", "MODEL_ONLY"))
+    args = parser.parse_args()
+    if args.child:
+        preset, source, driving, output, model_only = args.child
+        child(preset, source, driving, output, model_only == "1")
+        return
+    source = str(args.faces / "liveportrait" / "source" / "s0.jpg")
+    clip = args.faces / "liveportrait" / "driving" / "d3.mp4"
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        short = loop_clip(clip, tmp / "short.mp4", 10)
+        long = loop_clip(clip, tmp / "long.mp4", 60)
+        clip4 = loop_clip(clip, tmp / "clip4.mp4", 4)
+        print("memory (tiny preset, crop + paste-back + audio, 512x512 driver, 600x704 source):")
+        rss = {}
+        for name, path in (("10 s", short), ("60 s", long)):
+            r = run_child("tiny", source, str(path), str(tmp / f"out_{name[:2]}.mp4"), "0")
+            rss[name] = r["peak_rss_mib"]
+            print(f"  {name} driver ({r['frames']} frames): peak RSS {r['peak_rss_mib']:.0f} MiB, "
+                  f"{r['end_to_end_fps']:.1f} frames/s")
+        print(f"  60 s / 10 s peak memory: {rss['60 s'] / rss['10 s']:.3f}")
+        print("throughput (4 s driver, 120 frames):")
+        for preset in ("tiny", "vox256"):
+            r = run_child(preset, source, str(clip4), str(tmp / f"out_{preset}.mp4"), "1")
+            print(f"  {preset:<7} end to end {r['end_to_end_fps']:.2f} frames/s, model only {r['model_only_fps']:.2f} "
+                  f"frames/s (end-to-end / model-only = {r['end_to_end_fps'] / r['model_only_fps']:.2f})")
+
+
+if __name__ == "__main__":
+    main()

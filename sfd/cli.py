@@ -1,0 +1,121 @@
+"""Command line: `python -m sfd animate | edit | descriptors`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .errors import SFDError
+
+WEIGHTS_HELP = "SFD weights: a local folder or a Hub repo id (default: $SFD_WEIGHTS)"
+
+
+def _offsets(pairs: list[str], flag: str) -> dict[int, float]:
+    """Parse `3=1.5` pairs into {3: 1.5}."""
+    offsets = {}
+    for pair in pairs or []:
+        index, sep, value = pair.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            offsets[int(index)] = float(value)
+        except ValueError:
+            raise SystemExit(f"error: {flag} takes INDEX=VALUE pairs such as 3=1.5, got {pair!r}") from None
+    return offsets
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", default=os.environ.get("SFD_WEIGHTS"), help=WEIGHTS_HELP)
+    p.add_argument("--revision", default=os.environ.get("SFD_REVISION"), help="Hub revision of the weights")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--no-crop", action="store_true", help="use the whole source image instead of a face crop")
+    p.add_argument("--scale", type=float, default=None, help="crop side over face size (default 2.0)")
+    p.add_argument("--offset-x", type=float, default=None, help="crop shift right, in crop sides")
+    p.add_argument("--offset-y", type=float, default=None, help="crop shift down, in crop sides")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sfd", description="Face animation with semantic facial descriptors.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    a = sub.add_parser("animate", help="animate a source portrait with a driving video")
+    a.add_argument("--source", required=True, help="source portrait (image file)")
+    a.add_argument("--driving", required=True, help="driving video (mp4, mov, webm, mkv, avi, ...)")
+    a.add_argument("--output", required=True, help="output .mp4")
+    _add_common(a)
+    a.add_argument("--absolute", action="store_true", help="absolute instead of relative motion")
+    a.add_argument("--no-crop-driving", action="store_true", help="driving video is already face-cropped")
+    a.add_argument("--no-paste-back", action="store_true", help="output the face crop only")
+    a.add_argument("--no-audio", action="store_true", help="do not copy the driving video's audio")
+    a.add_argument("--smoothing", type=float, default=0.0, help="motion smoothing strength in [0, 1)")
+    a.add_argument("--batch-size", type=int, default=8)
+
+    e = sub.add_parser("edit", help="move chosen descriptor coefficients of a face")
+    e.add_argument("--source", required=True, help="source portrait (image file)")
+    e.add_argument("--output", required=True, help="output image (.png, .jpg)")
+    _add_common(e)
+    e.add_argument("--motion", nargs="*", default=[], metavar="I=V", help="motion coefficient offsets, e.g. 3=1.5")
+    e.add_argument("--identity", nargs="*", default=[], metavar="I=V", help="identity coefficient offsets")
+    e.add_argument("--no-paste-back", action="store_true", help="output the face crop only")
+
+    d = sub.add_parser("descriptors", help="print a face's identity and motion descriptors as JSON")
+    d.add_argument("--source", required=True, help="portrait (image file)")
+    _add_common(d)
+    return parser
+
+
+def _crop_kwargs(args) -> dict:
+    return {k: v for k, v in (("scale", args.scale), ("offset_x", args.offset_x), ("offset_y", args.offset_y))
+            if v is not None}
+
+
+def run(args) -> str:
+    from .media import probe_video, save_image
+    from .pipeline import SFDPipeline
+
+    if not args.weights:
+        raise SFDError("no weights given: pass --weights FOLDER_OR_HUB_REPO or set SFD_WEIGHTS")
+    pipe = SFDPipeline.from_pretrained(args.weights, revision=args.revision, device=args.device)
+    start = time.perf_counter()
+    if args.command == "animate":
+        from tqdm import tqdm
+
+        bar = tqdm(unit="frame", desc="animating", disable=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        out = pipe.animate(args.source, args.driving, args.output, relative=not args.absolute,
+                           crop=not args.no_crop, crop_driving=not args.no_crop_driving,
+                           paste_back=not args.no_paste_back, keep_audio=not args.no_audio,
+                           smoothing=args.smoothing, batch_size=args.batch_size, progress=progress,
+                           **_crop_kwargs(args))
+        bar.close()
+        info = probe_video(out)
+        seconds = time.perf_counter() - start
+        return (f"wrote {out}: {info.frame_count} frames, {info.width}x{info.height}, {info.fps:g} fps, "
+                f"{'with' if info.has_audio else 'no'} audio, in {seconds:.1f} s "
+                f"({info.frame_count / seconds:.1f} frames/s); face detector: {pipe.face_detector.name}")
+    if args.command == "edit":
+        source = pipe.prepare_source(args.source, crop=not args.no_crop, **_crop_kwargs(args))
+        image = pipe.edit(source, motion_offsets=_offsets(args.motion, "--motion"),
+                          identity_offsets=_offsets(args.identity, "--identity"), paste_back=not args.no_paste_back)
+        out = save_image(image, args.output)
+        return f"wrote {out}: {image.shape[1]}x{image.shape[0]}; face detector: {source.detector}"
+    desc = pipe.descriptors(args.source, crop=not args.no_crop)
+    return json.dumps({k: [round(float(v), 6) for v in vals] for k, vals in desc.items()})
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        print(run(args))
+    except SFDError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0

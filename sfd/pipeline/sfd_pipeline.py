@@ -1,0 +1,233 @@
+"""`SFDPipeline`: reenactment and descriptor editing of real images and videos.
+
+The engine behind the CLI and the app: it finds and crops faces, runs the model (source encoded
+once, driving frames streamed in batches), pastes the result back into the original frame and
+writes an H.264 video with the driver's audio. Memory does not grow with the driving video.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import NoFaceError, SFDError, WeightsError
+from ..face import DEFAULT_OFFSET_X, DEFAULT_OFFSET_Y, DEFAULT_SCALE, CropBox, FaceDetector, FaceTracker
+from ..face import crop as crop_image
+from ..face import load_face_detector, paste_back
+from ..media import VideoReader, VideoWriter, load_image, probe_video
+from ..models import SFDModel
+from .motion_smoother import MotionSmoother
+from .source_face import SourceFace
+
+# Sources larger than this (longest side, px) are downscaled on load: the face crop is the
+# model's size anyway, and the output video stays playable and fast to encode.
+MAX_SOURCE_SIDE = 2048
+# Detect the face in every k-th driving frame; the smoothed box glides in between.
+DETECT_EVERY = 5
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class SFDPipeline:
+    """Face reenactment and editing with an `SFDModel` and a face detector.
+
+    Build it with `SFDPipeline.from_pretrained(weights)`; or from a model and detector in hand.
+    """
+
+    def __init__(self, model: SFDModel, face_detector: FaceDetector | None = None,
+                 device: torch.device | str | None = None):
+        self.device = torch.device(device) if device is not None else default_device()
+        # channels_last: the convolution backends are markedly faster with it (benchmarks/).
+        self.model = model.to(self.device).eval().to(memory_format=torch.channels_last)
+        self.face_detector = face_detector
+        self.size = model.config.size
+        self.descriptor_size = model.config.descriptor_size or self.size
+        if self.device.type == "cuda":
+            self.autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        else:
+            self.autocast_dtype = None
+
+    @classmethod
+    def from_pretrained(cls, weights: str | os.PathLike, revision: str | None = None,
+                        device: torch.device | str | None = None, detector: str = "auto",
+                        variant: str | None = None) -> "SFDPipeline":
+        """Load model weights from a local folder or a Hub repo id (with `revision`).
+
+        The face detector is RetinaFace when the weights hold `detector/retinaface_resnet50.safetensors`,
+        otherwise the best detector whose weights ship in an installed package (`.face_detector.name`).
+        """
+        if weights is None:
+            raise WeightsError("no SFD weights given: pass a local weights folder or a Hub repo id")
+        device = torch.device(device) if device is not None else default_device()
+        model = SFDModel.from_pretrained(str(weights), revision=revision, variant=variant,
+                                         torch_dtype=torch.float32)
+        face_detector = load_face_detector(str(weights), prefer=detector, device=device, revision=revision)
+        return cls(model, face_detector, device=device)
+
+    # ------------------------------------------------------------------ helpers
+    def _inference(self):
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.inference_mode())
+        if self.autocast_dtype is not None:
+            stack.enter_context(torch.autocast(self.device.type, dtype=self.autocast_dtype))
+        return stack
+
+    def _to_tensor(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 (n, h, w, 3) -> float (n, 3, h, w) in [-1, 1] on the device, channels_last."""
+        x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
+        x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        return x.contiguous(memory_format=torch.channels_last)
+
+    @staticmethod
+    def _to_uint8(images: torch.Tensor) -> np.ndarray:
+        """float (n, 3, h, w) in [-1, 1] -> uint8 (n, h, w, 3)."""
+        x = images.float().add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
+        return x.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+
+    def _detector(self) -> FaceDetector:
+        if self.face_detector is None:
+            self.face_detector = load_face_detector(None, device=self.device)
+        return self.face_detector
+
+    # ------------------------------------------------------------------ source
+    def prepare_source(self, image, crop: bool = True, scale: float = DEFAULT_SCALE,
+                       offset_x: float = DEFAULT_OFFSET_X, offset_y: float = DEFAULT_OFFSET_Y) -> SourceFace:
+        """Load, find the face, crop and encode a source portrait, once.
+
+        `image`: a path, bytes, PIL image or RGB/grayscale/RGBA array. Raises ImageError for an
+        unreadable image and NoFaceError when `crop` is on and no face is found.
+        """
+        if isinstance(image, SourceFace):
+            return image
+        pixels = load_image(image, max_side=MAX_SOURCE_SIDE)
+        h, w = pixels.shape[:2]
+        if crop:
+            detector = self._detector()
+            face = detector.detect_single(pixels)
+            box, detector_name = CropBox.from_face(face, scale, offset_x, offset_y), detector.name
+        else:
+            box, detector_name = CropBox.full_frame(h, w), "none"
+        face_crop = crop_image(pixels, box, self.size)
+        with self._inference():
+            descriptors = self.model.encode(self._to_tensor(face_crop[None]))
+        return SourceFace(image=pixels, box=box, crop=face_crop, descriptors=descriptors, detector=detector_name)
+
+    def descriptors(self, image, crop: bool = True) -> dict[str, np.ndarray]:
+        """The identity (D - N,) and motion (N,) descriptors of the face in `image`."""
+        source = self.prepare_source(image, crop=crop)
+        return {"identity": source.identity, "motion": source.motion}
+
+    # ------------------------------------------------------------------ editing
+    def edit(self, source, motion_offsets: Mapping[int, float] | None = None,
+             identity_offsets: Mapping[int, float] | None = None, paste_back: bool = True,
+             crop: bool = True) -> np.ndarray:
+        """The source face with chosen descriptor coefficients moved by the given offsets.
+
+        `source`: an image (as for `prepare_source`) or a prepared `SourceFace`, which makes
+        repeated edits of one face cheap (no re-encoding). Returns RGB uint8: the full image
+        with the edited face pasted back, or the model-size crop without paste-back.
+        """
+        source = self.prepare_source(source, crop=crop)
+        desc = source.descriptors
+        identity = self._offset(desc.identity, identity_offsets, "identity")
+        motion = self._offset(desc.motion, motion_offsets, "motion")
+        with self._inference():
+            out = self._to_uint8(self.model.generate(self.model.compose(identity, motion), desc.features))[0]
+        return self._paste(source, out) if paste_back else out
+
+    @staticmethod
+    def _offset(coefficients: torch.Tensor, offsets: Mapping[int, float] | None, kind: str) -> torch.Tensor:
+        if not offsets:
+            return coefficients
+        count = coefficients.shape[1]
+        moved = coefficients.clone()
+        for index, value in offsets.items():
+            if not 0 <= int(index) < count:
+                raise SFDError(f"{kind} coefficient {index} does not exist: this model has {count} (0..{count - 1})")
+            if not np.isfinite(value):
+                raise SFDError(f"{kind} offset for coefficient {index} is not a finite number: {value}")
+            moved[:, int(index)] += float(value)
+        return moved
+
+    def _paste(self, source: SourceFace, face: np.ndarray) -> np.ndarray:
+        return paste_back(source.image, face, source.box)
+
+    # ------------------------------------------------------------------ animation
+    def _animate_batches(self, source: SourceFace, driving_batches: Iterable[np.ndarray], relative: bool,
+                         crop_driving: bool, smoothing: float, scale: float, offset_x: float, offset_y: float):
+        """Yields (driving frames, their crop boxes, animated model-size faces) per batch."""
+        tracker = FaceTracker(self._detector() if crop_driving else None, mode="smooth" if crop_driving else "full",
+                              every=DETECT_EVERY, scale=scale, offset_x=offset_x, offset_y=offset_y)
+        smoother = MotionSmoother(smoothing)
+        reference = None
+        for frames in driving_batches:
+            boxes = [tracker(f) for f in frames]
+            crops = np.stack([crop_image(f, b, self.descriptor_size) for f, b in zip(frames, boxes)])
+            with self._inference():
+                motion = smoother(self.model.encode(self._to_tensor(crops), with_features=False).motion.float())
+                if relative and reference is None:
+                    reference = motion[:1].clone()
+                latent = self.model.transfer_motion(source.descriptors, motion, reference if relative else None)
+                faces = self._to_uint8(self.model.generate(latent, source.descriptors.features))
+            yield frames, boxes, faces
+
+    def iter_animate(self, source: SourceFace, driving_batches: Iterable[np.ndarray], relative: bool = True,
+                     crop_driving: bool = True, paste_back: bool = True, smoothing: float = 0.0,
+                     scale: float = DEFAULT_SCALE, offset_x: float = DEFAULT_OFFSET_X,
+                     offset_y: float = DEFAULT_OFFSET_Y) -> Iterator[np.ndarray]:
+        """Animated frames (uint8 batches) for batches of driving frames, streaming.
+
+        The first driving frame is the reference of relative motion; `crop_driving=False`
+        takes each driving frame whole (for clips that are already face crops).
+        """
+        for _, _, faces in self._animate_batches(source, driving_batches, relative, crop_driving, smoothing,
+                                                 scale, offset_x, offset_y):
+            yield np.stack([self._paste(source, f) for f in faces]) if paste_back else faces
+
+    def animate(self, source_image, driving_video: str | os.PathLike, output_path: str | os.PathLike, *,
+                relative: bool = True, crop: bool = True, crop_driving: bool = True, paste_back: bool = True,
+                keep_audio: bool = True, smoothing: float = 0.0, scale: float = DEFAULT_SCALE,
+                offset_x: float = DEFAULT_OFFSET_X, offset_y: float = DEFAULT_OFFSET_Y, batch_size: int = 8,
+                max_duration: float | None = None, side_by_side_path: str | os.PathLike | None = None,
+                progress: ProgressCallback | None = None) -> Path:
+        """Animate the source face with the motion of a driving video; returns the output path.
+
+        The output is an H.264 mp4 at the driver's frame rate with one frame per driving frame,
+        the source's size with `paste_back` (else the model's crop size), and the driver's audio
+        when it has one and `keep_audio` is on. It appears only when complete. With
+        `side_by_side_path`, a second video shows driver crop | source crop | result side by side.
+        """
+        source = self.prepare_source(source_image, crop=crop, scale=scale, offset_x=offset_x, offset_y=offset_y)
+        info = probe_video(driving_video, max_duration=max_duration)
+        total = info.frame_count
+        done = 0
+        audio = driving_video if keep_audio else None
+        with contextlib.ExitStack() as stack:
+            reader = stack.enter_context(VideoReader(driving_video, batch_size=batch_size, info=info))
+            writer = stack.enter_context(VideoWriter(output_path, info.fps, audio_source=audio, keep_audio=keep_audio))
+            panels = None
+            if side_by_side_path is not None:
+                panels = stack.enter_context(VideoWriter(side_by_side_path, info.fps, audio_source=audio,
+                                                         keep_audio=keep_audio))
+            try:
+                for frames, boxes, faces in self._animate_batches(source, reader, relative, crop_driving, smoothing,
+                                                                  scale, offset_x, offset_y):
+                    writer.write(np.stack([self._paste(source, f) for f in faces]) if paste_back else faces)
+                    if panels is not None:
+                        panels.write(np.stack([np.hstack([crop_image(frame, box, self.size), source.crop, face])
+                                               for frame, box, face in zip(frames, boxes, faces)]))
+                    done += len(frames)
+                    if progress is not None:
+                        progress(done, max(total, done))
+            except NoFaceError as error:
+                raise NoFaceError(f"driving video {Path(driving_video).name}: {error}") from None
+        return Path(output_path)

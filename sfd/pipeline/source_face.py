@@ -1,0 +1,39 @@
+"""A source face prepared once per request: its crop, crop box and encoded descriptors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..face import CropBox
+from ..models import Descriptors
+
+
+@dataclass
+class SourceFace:
+    """Everything about a source portrait that animation and editing reuse.
+
+    image:       the full source image, RGB uint8 (H, W, 3), as loaded (possibly downscaled).
+    box:         the square crop box of the face in `image` (the whole image, padded to a
+                 square, when cropping was off).
+    crop:        the model-size crop, RGB uint8 (size, size, 3).
+    descriptors: the encoded crop (identity, motion and the generator's source features).
+    detector:    which face detector found the box ("none" when cropping was off).
+    """
+
+    image: np.ndarray
+    box: CropBox
+    crop: np.ndarray
+    descriptors: Descriptors
+    detector: str
+
+    @property
+    def identity(self) -> np.ndarray:
+        """The identity descriptors (D - N,) as float32."""
+        return self.descriptors.identity[0].float().cpu().numpy()
+
+    @property
+    def motion(self) -> np.ndarray:
+        """The motion descriptors (N,) as float32."""
+        return self.descriptors.motion[0].float().cpu().numpy()
