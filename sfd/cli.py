@@ -1,8 +1,13 @@
-"""Command line: `python -m sfd animate | edit | descriptors`."""
+"""Command line: `python -m sfd COMMAND`.
+
+animate, edit and descriptors are defined here; the other commands belong to their packages and
+are forwarded to them unchanged (each has its own --help).
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -10,6 +15,16 @@ import time
 from pathlib import Path
 
 from .errors import SFDError
+
+FORWARDED = {
+    "preprocess": ("sfd.data.preprocess", "crop raw face videos into a training/evaluation dataset"),
+    "train": ("sfd.training.cli", "train a model (also: accelerate launch -m sfd.training)"),
+    "evaluate": ("sfd.evaluation.cli", "the paper's evaluation protocol on a test split"),
+    "export": ("sfd.export.cli", "write a Hub-ready weights folder with its model card (--push to upload)"),
+    "calibrate": ("sfd.semantics.calibrate", "descriptor statistics over a set of faces, saved with the weights"),
+    "atlas": ("sfd.semantics.atlas", "measure and name every motion direction, saved with the weights"),
+    "convert-retinaface": ("sfd.face.convert_retinaface", "facexlib's RetinaFace .pth to safetensors"),
+}
 
 WEIGHTS_HELP = "SFD weights: a local folder or a Hub repo id (default: $SFD_WEIGHTS)"
 
@@ -39,7 +54,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sfd", description="Face animation with semantic facial descriptors.")
+    more = "\n".join(f"  {name:<20} {text}" for name, (_, text) in FORWARDED.items())
+    parser = argparse.ArgumentParser(prog="python -m sfd", description="Face animation with semantic facial descriptors.",
+                                     epilog=f"more commands (python -m sfd COMMAND --help):\n{more}",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     a = sub.add_parser("animate", help="animate a source portrait with a driving video")
@@ -112,6 +130,10 @@ def run(args) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in FORWARDED:
+        module = importlib.import_module(FORWARDED[argv[0]][0])
+        return module.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         print(run(args))

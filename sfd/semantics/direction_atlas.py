@@ -1,0 +1,277 @@
+"""`Atlas`: a measured name, group and preview for every motion direction of a model.
+
+LIA-X labels its sliders by hand; here each motion direction is moved and measured instead.
+For direction i, a few calibration faces are moved to +-k standard deviations of coefficient i
+(the calibration's std when `calibration.json` is there, else the faces' own spread), and the
+change of the generator's flow, `(flow(+k std) - flow(-k std)) / 2` (the linear response at
++k std; even-order effects cancel), is measured and named by `classify_flow`. A preview strip
+shows the first face from -k to +k std. Stored with the weights as `atlas.json`:
+
+    {"version": 1, "k_std": 2.0, "num_faces": F, "size": S, "spread": "calibration" | "faces",
+     "directions": [{"index": i, "name": "yaw", "group": "Head", "offset": k * std_i,
+                     "measurements": {...FlowMeasurements...}, "preview": "atlas/direction_00.png"}]}
+
+and the previews as `atlas/direction_XX.png` (one strip per direction) next to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ..errors import SFDError, WeightsError
+from ..media import save_image
+from ..models import SFDModel
+from .calibration import Calibration
+from .flow_classifier import classify_flow
+from .weights_files import read_weights_json, write_json_atomically
+
+log = logging.getLogger(__name__)
+
+ATLAS_FILENAME = "atlas.json"
+ATLAS_VERSION = 1
+PREVIEW_FOLDER = "atlas"
+DEFAULT_K_STD = 2.0
+DEFAULT_PREVIEW_STEPS = 5
+DEFAULT_PREVIEW_SIZE = 80
+
+
+@dataclass
+class AtlasDirection:
+    """One motion direction: its name, group, measurements and preview (a path relative to the atlas)."""
+
+    index: int
+    name: str
+    group: str
+    measurements: dict[str, float]
+    offset: float = 0.0
+    preview: str | None = None
+
+    def to_dict(self) -> dict:
+        data = {"index": self.index, "name": self.name, "group": self.group, "offset": self.offset,
+                "measurements": dict(self.measurements)}
+        if self.preview is not None:
+            data["preview"] = self.preview
+        return data
+
+
+@dataclass
+class Atlas:
+    """Names, groups, measurements and previews of a model's motion directions (one per index).
+
+    `previews` holds preview strips (RGB uint8) made by `build_atlas` and not yet saved; `root`
+    is the folder the atlas was loaded from or saved to (where its preview files are).
+    """
+
+    directions: list[AtlasDirection]
+    k_std: float = DEFAULT_K_STD
+    num_faces: int = 0
+    size: int = 0
+    spread: str = "faces"
+    previews: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    root: Path | None = None
+
+    def __post_init__(self):
+        indices = [d.index for d in self.directions]
+        if indices != list(range(len(indices))):
+            raise ValueError(f"atlas directions must be indexed 0..{len(indices) - 1} in order, got {indices}")
+
+    def __len__(self) -> int:
+        return len(self.directions)
+
+    def direction(self, index: int) -> AtlasDirection:
+        if not 0 <= index < len(self.directions):
+            raise IndexError(f"motion direction {index} is not in the atlas (it has {len(self.directions)})")
+        return self.directions[index]
+
+    def label(self, index: int) -> str:
+        """A slider label: the direction's name, numbered when an earlier direction has the same name ("yaw 2")."""
+        name = self.direction(index).name
+        same = sum(1 for d in self.directions[:index] if d.name == name)
+        return name if same == 0 else f"{name} {same + 1}"
+
+    def group(self, index: int) -> str:
+        """Head, Mouth, Eyes or Other."""
+        return self.direction(index).group
+
+    def groups(self) -> dict[str, list[int]]:
+        """Direction indices per group, groups in the order Head, Mouth, Eyes, Other (empty ones left out)."""
+        order = ["Head", "Mouth", "Eyes", "Other"]
+        found: dict[str, list[int]] = {g: [] for g in order}
+        for d in self.directions:
+            found.setdefault(d.group, []).append(d.index)
+        return {g: found[g] for g in found if found[g]}
+
+    def preview_path(self, index: int) -> Path | None:
+        """The preview strip file of a direction, when the atlas came from (or went to) a folder that has it."""
+        preview = self.direction(index).preview
+        if preview is None or self.root is None:
+            return None
+        path = self.root / preview
+        return path if path.is_file() else None
+
+    # ------------------------------------------------------------------ files
+    def to_dict(self) -> dict:
+        return {"version": ATLAS_VERSION, "k_std": self.k_std, "num_faces": self.num_faces, "size": self.size,
+                "spread": self.spread, "directions": [d.to_dict() for d in self.directions]}
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "atlas") -> "Atlas":
+        if data.get("version") != ATLAS_VERSION:
+            raise WeightsError(f"{source}: unsupported atlas version {data.get('version')!r} "
+                               f"(this sfd reads version {ATLAS_VERSION})")
+        try:
+            directions = [AtlasDirection(index=int(d["index"]), name=str(d["name"]), group=str(d["group"]),
+                                         measurements={k: float(v) for k, v in d.get("measurements", {}).items()},
+                                         offset=float(d.get("offset", 0.0)), preview=d.get("preview"))
+                          for d in data["directions"]]
+            directions.sort(key=lambda d: d.index)
+            return cls(directions, k_std=float(data.get("k_std", DEFAULT_K_STD)),
+                       num_faces=int(data.get("num_faces", 0)), size=int(data.get("size", 0)),
+                       spread=str(data.get("spread", "faces")))
+        except (KeyError, TypeError, ValueError) as error:
+            raise WeightsError(f"{source} is not a valid direction atlas: {type(error).__name__}: {error}") from error
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write `atlas.json` and the preview strips (`atlas/direction_XX.png`) into `folder`."""
+        folder = Path(folder)
+        for index, strip in self.previews.items():
+            relative = f"{PREVIEW_FOLDER}/direction_{index:02d}.png"
+            save_image(strip, folder / relative)
+            self.directions[index].preview = relative
+        path = write_json_atomically(self.to_dict(), folder / ATLAS_FILENAME)
+        self.root = folder
+        return path
+
+    @classmethod
+    def load(cls, weights: str | os.PathLike, revision: str | None = None) -> "Atlas | None":
+        """The atlas stored with a weights folder or Hub repo (or an atlas.json path); None if it has none.
+
+        Raises WeightsError for a file that exists but is malformed.
+        """
+        found = read_weights_json(weights, ATLAS_FILENAME, revision)
+        if found is None:
+            return None
+        data, path = found
+        atlas = cls.from_dict(data, source=str(path))
+        atlas.root = path.parent
+        return atlas
+
+
+def build_atlas(model: SFDModel, faces, calibration: Calibration | None = None, *, k_std: float = DEFAULT_K_STD,
+                preview_steps: int = DEFAULT_PREVIEW_STEPS, preview_size: int = DEFAULT_PREVIEW_SIZE) -> Atlas:
+    """Measure and name every motion direction of `model` on `faces`.
+
+    Args:
+        model: the SFD model (its generator must return flows).
+        faces: aligned face crops: RGB uint8 (F, H, W, 3), a list of (H, W, 3) arrays or of
+            `FaceCrop`s (resized to the model's size when needed), or a float tensor
+            (F, 3, size, size) in [-1, 1]. A few (2-8) are enough: the flows are averaged over them.
+        calibration: its motion std sets the step of each direction; without it (or when it was made
+            for another model) the faces' own spread is used.
+        k_std: faces are moved to +-k_std standard deviations of each coefficient.
+        preview_steps, preview_size: frames per preview strip (from -k to +k std) and their side in px.
+
+    Returns the atlas with its previews in memory; `atlas.save(folder)` writes both.
+    """
+    if not (math.isfinite(k_std) and k_std > 0):
+        raise ValueError(f"k_std must be a positive number, got {k_std}")
+    if preview_steps < 1 or preview_size < 8:
+        raise ValueError(f"need at least 1 preview step of at least 8 px, got {preview_steps} of {preview_size} px")
+    parameter = next(model.parameters())
+    size = model.config.size
+    images = _face_tensor(faces, size).to(device=parameter.device, dtype=parameter.dtype)
+    with torch.inference_mode():
+        source = model.encode(images, with_features=True)
+        spread, spread_source = _motion_spread(model, calibration, source.motion)
+        count = images.shape[0]
+        first = source.select(slice(0, 1))
+        # Preview of the first face: its ends (+-k std) are among the measured images and its middle
+        # (0 std) is the same for every direction, so only the steps in between cost extra images.
+        steps = np.linspace(-k_std, k_std, preview_steps).tolist()
+        between = [s for s in steps if not (math.isclose(abs(s), k_std) or math.isclose(s, 0.0, abs_tol=1e-9))]
+        unmoved = model.generate(model.compose(first.identity, first.motion), first.features)
+        # One batch per direction: all faces at +k std, all at -k std, the first face at the steps between.
+        batch_identity = torch.cat([source.identity, source.identity, first.identity.expand(len(between), -1)])
+        batch_features = tuple(torch.cat([f, f, f[:1].expand(len(between), *f.shape[1:])]) for f in source.features)
+        directions, previews = [], {}
+        for index in range(model.config.motion_dim):
+            std = float(spread[index])
+            motion = torch.cat([source.motion, source.motion, first.motion.expand(len(between), -1)])
+            motion[:count, index] += k_std * std
+            motion[count:2 * count, index] -= k_std * std
+            motion[2 * count:, index] += torch.tensor(between, dtype=motion.dtype, device=motion.device) * std
+            generated, flow = model.generator(model.compose(batch_identity, motion), batch_features, return_flow=True)
+            response = (flow[:count] - flow[count:2 * count]).float() / 2  # the flow change at +k std
+            name, group, measurements = classify_flow(response, size)
+            directions.append(AtlasDirection(index, name, group, measurements, offset=round(k_std * std, 6)))
+
+            frames, next_between = [], 2 * count
+            for step in steps:
+                if math.isclose(step, k_std):
+                    frames.append(generated[0])
+                elif math.isclose(step, -k_std):
+                    frames.append(generated[count])
+                elif math.isclose(step, 0.0, abs_tol=1e-9):
+                    frames.append(unmoved[0])
+                else:
+                    frames.append(generated[next_between])
+                    next_between += 1
+            previews[index] = _preview_strip(torch.stack(frames), preview_size)
+            log.info("motion direction %d: %s (%s)", index, name, group)
+    return Atlas(directions, k_std=k_std, num_faces=count, size=size, spread=spread_source, previews=previews)
+
+
+def _face_tensor(faces, size: int) -> torch.Tensor:
+    """Face crops as a float tensor (F, 3, size, size) in [-1, 1]."""
+    if isinstance(faces, torch.Tensor):
+        images = faces.float()
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected face crops (F, 3, H, W), got shape {tuple(images.shape)}")
+        if images.shape[-1] != size or images.shape[-2] != size:
+            images = torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear",
+                                                     antialias=True, align_corners=False)
+        return images
+    if isinstance(faces, np.ndarray):
+        crops = list(faces) if faces.ndim == 4 else [faces]
+    else:  # arrays, or FaceCrop objects from a FaceSampler
+        crops = [np.asarray(getattr(f, "pixels", f)) for f in faces]
+    if not crops:
+        raise SFDError("no faces to build the atlas on")
+    resized = []
+    for crop in crops:
+        if crop.ndim != 3 or crop.shape[2] != 3 or crop.dtype != np.uint8:
+            raise ValueError(f"expected RGB uint8 face crops (H, W, 3), got {crop.dtype} {crop.shape}")
+        if crop.shape[:2] != (size, size):
+            shrink = crop.shape[0] > size
+            crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        resized.append(crop)
+    batch = torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2).float()
+    return batch.div_(127.5).sub_(1.0)
+
+
+def _motion_spread(model: SFDModel, calibration: Calibration | None, motion: torch.Tensor) -> tuple[np.ndarray, str]:
+    """The std of each motion coefficient: the calibration's, else the faces' own (never zero)."""
+    if calibration is not None and calibration.fits(model) and (calibration.motion_std > 0).all():
+        return calibration.motion_std.copy(), "calibration"
+    if calibration is not None:
+        log.warning("the calibration does not fit this model (or has a zero std); using the faces' own spread")
+    values = motion.double().cpu().numpy()
+    spread = values.std(0) if values.shape[0] > 1 else np.zeros(values.shape[1])
+    # A coefficient the faces do not vary along gets the typical size of a coefficient instead.
+    fallback = float(np.sqrt((values ** 2).mean())) or 1.0
+    return np.where(spread > 1e-6 * fallback, spread, fallback), "faces"
+
+
+def _preview_strip(images: torch.Tensor, side: int) -> np.ndarray:
+    """Generated images (n, 3, size, size) in [-1, 1] side by side, each `side` px, RGB uint8."""
+    frames = images.float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    interpolation = cv2.INTER_AREA if frames.shape[1] > side else cv2.INTER_LINEAR
+    return np.hstack([cv2.resize(f, (side, side), interpolation=interpolation) for f in frames])
