@@ -164,6 +164,8 @@ def test_fp16_variant_saves_and_loads(tmp_path):
     with torch.inference_mode():
         diff = (model(src, src).image - loaded(src, src).image).abs().max()
     assert diff < 0.05  # fp16 rounding of the weights, nothing more
+    half = SFDModel.from_pretrained(tmp_path, variant="fp16", torch_dtype=torch.float16)
+    assert half.dtype == torch.float16 and half.bases()[1].dtype == torch.float16
 
 
 def test_loading_names_a_missing_tensor(tmp_path):

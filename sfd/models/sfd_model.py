@@ -109,7 +109,9 @@ class SFDModel(ModelMixin, ConfigMixin):
         self.identity_head = _mlp(latent_dim, identity_dim, head_layers)
         self.motion_head = _mlp(latent_dim, motion_dim, head_layers)
         # One D x D matrix; its QR factor Q is the complete orthonormal basis (see `bases`).
-        self.basis = nn.Parameter(nn.init.orthogonal_(torch.empty(latent_dim, latent_dim)))
+        # (Initialised in float32: QR has no half-precision CPU kernel, and loading with
+        # torch_dtype=float16 builds the model under a float16 default dtype.)
+        self.basis = nn.Parameter(nn.init.orthogonal_(torch.empty(latent_dim, latent_dim, dtype=torch.float32)))
         self.generator = FlowGenerator(size, channels, latent_dim, image_warp=image_warp)
         self._basis_cache: tuple | None = None
 

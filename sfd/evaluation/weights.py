@@ -1,0 +1,65 @@
+"""Loading the evaluation networks' weights: safetensors only, checked strictly against the network.
+
+The evaluation networks (LPIPS' AlexNet and linear heads, the landmark network, the identity
+network) cannot be downloaded here at run time: their weights come from local safetensors
+files. `python -m sfd.evaluation.convert` makes those files from the published PyTorch
+checkpoints without running any pickled code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import WeightsError
+
+PICKLE_SUFFIXES = (".pth", ".pt", ".pkl", ".bin", ".ckpt")
+
+
+def read_safetensors(path: str | Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and the metadata of a safetensors file; WeightsError saying why when unusable."""
+    from safetensors import safe_open
+
+    path = Path(path).expanduser()
+    if path.suffix in PICKLE_SUFFIXES:
+        raise WeightsError(f"{what}: {path} is a pickle checkpoint; sfd reads safetensors only. Convert it with "
+                           f"`python -m sfd.evaluation.convert` first.")
+    if not path.is_file():
+        raise WeightsError(f"{what}: no weights file at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+    except Exception as error:  # a truncated or foreign file
+        raise WeightsError(f"{what}: {path} is not a readable safetensors file ({error})") from error
+
+
+def strip_prefix(state: Mapping[str, torch.Tensor], prefix: str = "module.") -> dict[str, torch.Tensor]:
+    """Drop a DataParallel-style prefix from every key that has it."""
+    return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state.items()}
+
+
+def load_strict(net: nn.Module, state: Mapping[str, torch.Tensor], what: str,
+                rename: Callable[[str], str | None] | None = None) -> nn.Module:
+    """Load `state` into `net`, or raise WeightsError naming missing, unexpected and mis-shaped tensors.
+
+    `rename` maps a key of the file to the network's key (None drops the tensor). BatchNorm's
+    `num_batches_tracked` counters may be absent: they play no part at inference.
+    """
+    if rename is not None:
+        state = {new: v for k, v in state.items() if (new := rename(k)) is not None}
+    expected = net.state_dict()
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected]
+    mis_shaped = [f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
+                  for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    problems = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mis_shaped)):
+        if keys:
+            problems.append(f"{label}: " + ", ".join(keys[:6]) + (f" (+{len(keys) - 6} more)" if len(keys) > 6 else ""))
+    if problems:
+        raise WeightsError(f"{what} do not fit the network: " + "; ".join(problems))
+    net.load_state_dict({k: state.get(k, v).to(v.dtype) for k, v in expected.items()}, strict=True)
+    return net.eval().requires_grad_(False)
