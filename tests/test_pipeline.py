@@ -199,3 +199,23 @@ def test_cli_animate_edit_and_errors(weights, faces_dir, tmp_path):
                            str(tmp_path / "landscape.png"), "--output", str(tmp_path / "x.png")],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "No face was found" in done.stderr and not (tmp_path / "x.png").exists()
+
+
+def test_edit_video_keeps_frames_and_audio_and_applies_offsets(weights, faces_dir, tmp_path):
+    import torch
+
+    model = SFDModel.from_pretrained(weights)
+    with torch.no_grad():  # wake the zero-initialised flow heads so that offsets move pixels
+        for p in model.generator.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    pipe = SFDPipeline(model, device="cpu")
+    video = clip(faces_dir / "lia-vox" / "driving2.mp4", tmp_path / "v.mp4", 0.6, ["-c:a", "aac"])
+    plain = pipe.edit_video(video, tmp_path / "plain.mp4", crop=False)
+    moved = pipe.edit_video(video, tmp_path / "moved.mp4", crop=False, motion_offsets={0: 3.0, 5: -3.0})
+    info = probe_video(moved)
+    assert info.frame_count == probe_video(video).frame_count and info.has_audio
+    a, b = read_video(plain)[0].astype(int), read_video(moved)[0].astype(int)
+    assert np.abs(a - b).mean() > 0.5
+    with pytest.raises(SFDError, match="identity coefficient 500"):
+        pipe.edit_video(video, tmp_path / "bad.mp4", crop=False, identity_offsets={500: 1.0})
+    assert not (tmp_path / "bad.mp4").exists()

@@ -158,6 +158,43 @@ class SFDPipeline:
             moved[:, int(index)] += float(value)
         return moved
 
+    def edit_video(self, video: str | os.PathLike, output_path: str | os.PathLike, *,
+                   motion_offsets: Mapping[int, float] | None = None,
+                   identity_offsets: Mapping[int, float] | None = None, crop: bool = True, keep_audio: bool = True,
+                   scale: float = DEFAULT_SCALE, offset_x: float = DEFAULT_OFFSET_X,
+                   offset_y: float = DEFAULT_OFFSET_Y, batch_size: int = 8, max_duration: float | None = None,
+                   progress: ProgressCallback | None = None) -> Path:
+        """Every frame of `video` with its face's descriptors moved by the offsets; returns the path.
+
+        The face is tracked (smoothed crop boxes, as for driving videos), each batch of crops is
+        encoded at once, edited and pasted back into its frame; `crop=False` edits whole frames
+        (already-cropped clips). Frame rate, frame count and (with `keep_audio`) the audio stay.
+        """
+        info = probe_video(video, max_duration=max_duration)
+        tracker = FaceTracker(self._detector() if crop else None, mode="smooth" if crop else "full",
+                              every=DETECT_EVERY, scale=scale, offset_x=offset_x, offset_y=offset_y)
+        done = 0
+        with contextlib.ExitStack() as stack:
+            reader = stack.enter_context(VideoReader(video, batch_size=batch_size, info=info))
+            writer = stack.enter_context(VideoWriter(output_path, info.fps, audio_source=video if keep_audio else None,
+                                                     keep_audio=keep_audio))
+            for frames in reader:
+                try:
+                    boxes = [tracker(f) for f in frames]
+                except NoFaceError as error:
+                    raise NoFaceError(f"video {Path(video).name}: {error}") from None
+                crops = np.stack([crop_image(f, b, self.size) for f, b in zip(frames, boxes)])
+                with self._inference():
+                    desc = self.model.encode(self._to_tensor(crops))
+                    identity = self._offset(desc.identity, identity_offsets, "identity")
+                    motion = self._offset(desc.motion, motion_offsets, "motion")
+                    faces = self._to_uint8(self.model.generate(self.model.compose(identity, motion), desc.features))
+                writer.write(np.stack([paste_back(f, face, b) for f, face, b in zip(frames, faces, boxes)]))
+                done += len(frames)
+                if progress is not None:
+                    progress(done, max(info.frame_count, done))
+        return Path(output_path)
+
     def _paste(self, source: SourceFace, face: np.ndarray) -> np.ndarray:
         return paste_back(source.image, face, source.box)
 

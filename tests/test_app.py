@@ -1,0 +1,365 @@
+"""The Gradio app, served for real on localhost: its API through gradio_client, its page in Chromium.
+
+The app runs the real pipeline with the tiny preset. An untrained generator's flow heads start at
+zero, so its generator weights are perturbed a little (fixed seed) to make slider moves visible.
+"""
+
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+gr = pytest.importorskip("gradio")
+gradio_client = pytest.importorskip("gradio_client")
+
+from sfd import SFDModel, SFDPipeline  # noqa: E402
+from sfd.app import (  # noqa: E402
+    BUNDLED_NAME,
+    AppHandlers,
+    AppSettings,
+    LoadedWeights,
+    build_demo,
+    bundled_default,
+    format_offsets,
+    launch_options,
+    load_weights,
+    parse_offsets,
+    slider_layout,
+)
+from sfd.app import ui as app_ui  # noqa: E402
+from sfd.semantics.calibration import Calibration  # noqa: E402
+from sfd.errors import SFDError  # noqa: E402
+from sfd.face import load_face_detector  # noqa: E402
+from sfd.media import ffmpeg_exe, probe_video  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+PORTRAIT = ROOT / "examples" / "astronaut.jpg"
+CHROMIUM = os.environ.get("SFD_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+MAX_SECONDS = 3.0
+MAX_FILE_SIZE = "5mb"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def clip(src, dst, seconds: float) -> Path:
+    """The first `seconds` of a clip (audio kept), re-encoded so the cut is frame-exact."""
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", "-i", str(src), "-t", str(seconds), "-c:v", "libx264",
+                    "-c:a", "aac", str(dst)], check=True, timeout=120)
+    return Path(dst)
+
+
+def landscape(path: Path) -> Path:
+    """A face-free picture: sky over noisy green hills."""
+    rng = np.random.default_rng(0)
+    img = np.zeros((240, 400, 3), np.uint8)
+    img[:120] = (110, 160, 230)
+    img[120:] = (np.array([40, 120, 40]) + rng.integers(-20, 20, (120, 400, 3))).clip(0, 255)
+    Image.fromarray(img).save(path)
+    return path
+
+
+def pixels(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def perturbed_tiny_model() -> SFDModel:
+    """The tiny preset with its generator nudged off the do-nothing start, reproducibly."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = SFDModel.from_preset("tiny")
+        with torch.no_grad():
+            for p in model.generator.parameters():
+                p.add_(0.02 * torch.randn_like(p))
+    return model
+
+
+@pytest.fixture(scope="module")
+def gradio_cache(tmp_path_factory):
+    """Gradio's cache (uploads, outputs) in a temporary folder, for this module only."""
+    folder = tmp_path_factory.mktemp("gradio-cache")
+    old = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("GRADIO_TEMP_DIR", None)
+    else:
+        os.environ["GRADIO_TEMP_DIR"] = old
+
+
+@pytest.fixture(scope="module")
+def served(gradio_cache):
+    """The app on a free localhost port: (url, demo)."""
+    pipe = SFDPipeline(perturbed_tiny_model(), face_detector=load_face_detector(None, device="cpu"), device="cpu")
+    loaded = LoadedWeights(pipeline=pipe, name="tiny preset, perturbed for tests", trained=False)
+    settings = AppSettings(max_seconds=MAX_SECONDS, max_file_size=MAX_FILE_SIZE)
+    demo = build_demo(loaded, settings)
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
+                **launch_options(settings))
+    yield f"http://127.0.0.1:{port}/", demo
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(served, tmp_path_factory):
+    return gradio_client.Client(served[0], verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
+
+
+def app_error(client, *args, api_name) -> str:
+    with pytest.raises(gradio_client.exceptions.AppError) as info:
+        client.predict(*args, api_name=api_name)
+    return str(info.value)
+
+
+# ---------------------------------------------------------------------- API through gradio_client
+def test_animate_returns_the_drivers_frames_and_audio_and_a_side_by_side(client, served, faces_dir, tmp_path):
+    driving = clip(faces_dir / "lia-vox" / "driving2.mp4", tmp_path / "driving2_2s.mp4", 2.0)
+    driver = probe_video(driving)
+    handle = gradio_client.handle_file
+    result, panels = client.predict(handle(str(faces_dir / "lia-vox" / "taylor.png")), handle(str(driving)),
+                                    api_name="/animate")
+    info, side = probe_video(result), probe_video(panels)
+    assert Path(result).suffix == ".mp4" and driver.has_audio
+    assert info.frame_count == driver.frame_count and info.has_audio
+    assert side.frame_count == driver.frame_count and side.width == 3 * side.height
+    pipe_size = served[1].sfd_handlers.pipe.size
+    assert side.height == pipe_size
+
+
+def test_each_request_gets_its_own_output_folder_in_gradios_cache(served, gradio_cache):
+    handlers = served[1].sfd_handlers
+    first, second = handlers.new_request_dir(), handlers.new_request_dir()
+    assert first != second and first.parent == second.parent == Path(gradio_cache)
+
+
+def test_edit_is_deterministic_and_a_moved_coefficient_changes_the_image(client):
+    portrait = gradio_client.handle_file(str(PORTRAIT))
+    plain = [pixels(client.predict(portrait, "{}", "{}", api_name="/edit")) for _ in range(2)]
+    moved = pixels(client.predict(portrait, '{"0": 2.0}', "{}", api_name="/edit"))
+    dense = pixels(client.predict(portrait, json.dumps([2.0] + [0.0] * 19), "{}", api_name="/edit"))
+    identity = pixels(client.predict(portrait, "{}", '{"0": 2.0}', api_name="/edit"))
+    original = pixels(PORTRAIT)
+    assert np.array_equal(plain[0], plain[1])
+    assert plain[0].shape == moved.shape == identity.shape == original.shape
+    assert not np.array_equal(moved, plain[0]) and not np.array_equal(identity, plain[0])
+    assert np.array_equal(moved, dense)  # the list form means the same as the object form
+
+
+def test_descriptors_are_the_faces_coefficients(client, served):
+    out = client.predict(gradio_client.handle_file(str(PORTRAIT)), api_name="/descriptors")
+    expected = served[1].sfd_handlers.pipe.descriptors(str(PORTRAIT))
+    assert len(out["motion"]) == 20 and len(out["identity"]) == expected["identity"].size
+    np.testing.assert_allclose(out["motion"], expected["motion"], atol=1e-5)
+    assert out["detector"] != "none" and len(out["box"]) == 4
+
+
+def test_sliders_edit_the_face_encoded_once_per_session(client, served):
+    """The Edit tab's own path: /load_face encodes, /edit_sliders only renders (state is server-side)."""
+    handlers = served[1].sfd_handlers
+    handlers.sources.clear()  # earlier tests' requests encoded this portrait already
+    model = handlers.pipe.model
+    calls = []
+    original = model.encode
+    model.encode = lambda *a, **k: calls.append(1) or original(*a, **k)
+    try:
+        portrait = gradio_client.handle_file(str(PORTRAIT))
+        loaded = client.predict(portrait, True, 2.0, 0.0, -0.05, "{}", "{}", api_name="/load_face")
+        encoded = len(calls)
+        zero = client.predict(*([0.0] * 30), api_name="/edit_sliders")
+        moved = client.predict(*([0.6] + [0.0] * 29), api_name="/edit_sliders")
+        identity = client.predict(*([0.0] * 20 + [0.5] + [0.0] * 9), api_name="/edit_sliders")
+    finally:
+        del model.encode  # the class's method again
+    assert encoded == 1 and len(calls) == 1  # slider moves never re-encode
+    sliders = loaded[:30]
+    assert [s["label"] for s in sliders[:2]] == ["motion 0", "motion 1"] and sliders[20]["label"] == "identity 0"
+    assert all(s["minimum"] < 0 < s["maximum"] for s in sliders)
+    assert np.array_equal(pixels(zero[0]), pixels(loaded[30]))
+    assert not np.array_equal(pixels(moved[0]), pixels(zero[0]))
+    assert (moved[1], moved[2]) == ('{"0": 0.6}', "{}") and identity[2] == '{"0": 0.5}'
+
+
+def test_edit_video_applies_offsets_to_every_frame(client, faces_dir, tmp_path):
+    driving = clip(faces_dir / "lia-vox" / "driving2.mp4", tmp_path / "one_second.mp4", 1.0)
+    out = client.predict(gradio_client.handle_file(str(driving)), '{"0": 1.0}', "{}", api_name="/edit_video")
+    info, source = probe_video(out), probe_video(driving)
+    assert info.frame_count == source.frame_count and info.has_audio and info.size == source.size
+
+
+def test_bad_inputs_get_errors_that_name_the_problem(client, faces_dir, tmp_path):
+    handle = gradio_client.handle_file
+    portrait = handle(str(PORTRAIT))
+    assert "No face" in app_error(client, handle(str(landscape(tmp_path / "hills.png"))), "{}", "{}",
+                                  api_name="/edit")
+    assert "No face" in app_error(client, handle(str(tmp_path / "hills.png")), api_name="/descriptors")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a video")
+    assert "notes.txt is not a video" in app_error(client, portrait, handle(str(notes)), api_name="/animate")
+    long_clip = clip(faces_dir / "lia-vox" / "driving2.mp4", tmp_path / "long.mp4", MAX_SECONDS + 1)
+    message = app_error(client, portrait, handle(str(long_clip)), api_name="/animate")
+    assert "long.mp4" in message and f"limit is {MAX_SECONDS:g} s" in message
+    assert "not valid JSON" in app_error(client, portrait, "{3: 1}", "{}", api_name="/edit")
+    huge = tmp_path / "huge.mp4"
+    huge.write_bytes(bytes(6 * 1024 * 1024))
+    with pytest.raises(ValueError, match="exceeds the maximum file size"):  # refused before it is sent
+        client.predict(portrait, handle(str(huge)), api_name="/animate")
+    assert "coefficient 25 does not exist" in app_error(client, portrait, '{"25": 1}', "{}", api_name="/edit")
+
+
+# ---------------------------------------------------------------------- the page in Chromium
+def test_page_shows_both_tabs_and_a_slider_move_updates_the_image(served, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    expect = playwright.expect
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set SFD_CHROMIUM)")
+    url = served[0]
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1400})
+            page.goto(url)
+            # expect(...) waits for the page to get there (it renders after load).
+            expect(page.locator("#sfd-animate-source")).to_be_visible()
+            expect(page.locator("#sfd-animate-driving")).to_be_visible()
+            expect(page.get_by_role("button", name="Animate", exact=True)).to_be_visible()
+            expect(page.locator("#sfd-header")).to_contain_text("tiny preset, perturbed for tests")
+            page.screenshot(path=str(tmp_path / "animate.png"), full_page=True)
+
+            page.get_by_role("tab", name="Edit").click()  # a tab's contents render once it is opened
+            ranges = page.locator(".sfd-motion-slider input[type=range]")
+            expect(ranges).to_have_count(20)
+            expect(page.locator(".sfd-identity-slider input[type=range]")).to_have_count(10)
+            expect(page.get_by_role("button", name="Reset sliders")).to_be_visible()
+
+            page.locator("#sfd-edit-portrait input[type=file]").set_input_files(str(PORTRAIT))
+            edited = page.locator("#sfd-edited img")
+            edited.wait_for(timeout=60_000)
+            before = edited.get_attribute("src")
+            expect(page.locator("#sfd-edit-info")).to_contain_text("Face: found by")  # the face is encoded
+            ranges.first.focus()
+            for _ in range(40):  # 40 steps of 0.01
+                page.keyboard.press("ArrowRight")
+            page.wait_for_function("src => { const img = document.querySelector('#sfd-edited img');"
+                                   " return img && img.src !== src; }", arg=before, timeout=60_000)
+            expect(page.locator(".sfd-motion-slider input[type=number]").first).to_have_value("0.4")
+            page.screenshot(path=str(tmp_path / "edit.png"), full_page=True)
+            if os.environ.get("SFD_APP_SCREENSHOT"):  # regenerates docs/app.png on request
+                shutil.copy(tmp_path / "edit.png", os.environ["SFD_APP_SCREENSHOT"])
+        finally:
+            browser.close()
+    assert (tmp_path / "animate.png").stat().st_size > 10_000 and (tmp_path / "edit.png").stat().st_size > 10_000
+
+
+# ---------------------------------------------------------------------- weights, calibration, settings
+def test_without_weights_the_bundled_default_runs_and_says_so():
+    first, second = bundled_default("cpu"), bundled_default("cpu")
+    assert first.name.startswith(BUNDLED_NAME) and not first.trained and first.problem is None
+    for a, b in zip(first.pipeline.model.parameters(), second.pipeline.model.parameters()):
+        assert torch.equal(a, b)  # the same default model on every start
+    assert "untrained tiny preset" in app_ui.header_markdown(first, AppSettings())
+
+
+@pytest.mark.parametrize("weights", ["/nonexistent/sfd-weights", "nobody/no-such-sfd-weights"])
+def test_weights_that_fail_to_load_fall_back_and_the_page_says_why(weights):
+    loaded = load_weights(weights, device="cpu")  # the Hub is offline here (HF_HUB_OFFLINE=1)
+    assert loaded.name.startswith(BUNDLED_NAME)
+    assert loaded.problem.startswith(f"SFD_WEIGHTS={weights} could not be loaded (")
+    header = app_ui.header_markdown(loaded, AppSettings())
+    assert "**Note:**" in header and loaded.problem in header
+
+
+def write_calibration(folder: Path, motion_dim=20, identity_dim=108) -> Calibration:
+    rng = np.random.default_rng(1)
+    calibration = Calibration(
+        num_faces=7, motion_mean=rng.normal(0, 0.2, motion_dim), motion_std=rng.uniform(0.1, 0.5, motion_dim),
+        identity_mean=rng.normal(0, 0.2, identity_dim), identity_std=rng.uniform(0.1, 0.5, identity_dim))
+    calibration.save(folder)
+    return calibration
+
+
+def test_calibration_with_the_weights_sets_slider_ranges_and_identity_order(tmp_path):
+    perturbed_tiny_model().save_pretrained(tmp_path)
+    written = write_calibration(tmp_path)
+    loaded = load_weights(tmp_path, device="cpu")
+    assert loaded.trained and loaded.problem is None and loaded.calibration is not None
+    handlers = AppHandlers(loaded, AppSettings(), cache_dir=tmp_path / "cache")
+    out = handlers.load_face(str(PORTRAIT), True, 2.0, 0.0, -0.05, "{}", "{}")
+    session, sliders = out[0], out[1:31]
+    motion, identity = session.source.motion, session.source.identity
+    order = list(np.argsort(-written.identity_std)[:10])
+    assert [s.label for s in sliders[20:]] == [f"identity {i}" for i in order]
+    for k, slider in enumerate(sliders[:20]):  # offsets that reach mean +- 3 std
+        low = written.motion_mean[k] - 3 * written.motion_std[k] - motion[k]
+        high = written.motion_mean[k] + 3 * written.motion_std[k] - motion[k]
+        assert slider.minimum == pytest.approx(min(low, 0), abs=0.011)
+        assert slider.maximum == pytest.approx(max(high, 0), abs=0.011)
+    first = sliders[20]
+    i = order[0]
+    assert first.maximum == pytest.approx(max(written.identity_mean[i] + 3 * written.identity_std[i] - identity[i], 0),
+                                          abs=0.011)
+    assert "calibration" in out[-1]
+
+
+def test_a_calibration_that_does_not_fit_is_ignored_with_a_reason(tmp_path):
+    SFDModel.from_preset("tiny").save_pretrained(tmp_path)
+    write_calibration(tmp_path, motion_dim=12)
+    loaded = load_weights(tmp_path, device="cpu")
+    assert loaded.calibration is None and "12 motion" in loaded.calibration_problem
+    (tmp_path / "calibration.json").write_text('{"version": 1, "motion": {"mean": [1]}}')
+    assert "not a valid calibration" in load_weights(tmp_path, device="cpu").calibration_problem
+
+
+def test_without_calibration_ranges_follow_the_faces_spread():
+    motion = np.linspace(-1, 1, 20)
+    layout = slider_layout(motion, np.zeros(108), None, 10)
+    half = 3 * np.std(motion)
+    assert all(s.minimum == pytest.approx(-half, abs=0.011) and s.maximum == pytest.approx(half, abs=0.011)
+               for s in layout.motion)
+    assert [s.index for s in layout.identity] == list(range(10))
+    assert all(s.maximum == pytest.approx(0.3) for s in layout.identity)  # a flat face gets the floor
+
+
+def test_offsets_json_forms_and_errors():
+    assert parse_offsets('{"3": 1.5, "0": 0}', 20, "motion") == {3: 1.5}
+    assert parse_offsets("[0, -1]", 20, "motion") == {1: -1.0}
+    assert parse_offsets("", 20, "motion") == {} and parse_offsets(None, 20, "motion") == {}
+    assert format_offsets({3: 1.5, 1: 0.0}) == '{"3": 1.5}'
+    for text, message in [("[1, ", "not valid JSON"), ('"x"', "must be a JSON object"),
+                          ('{"a": 1}', "not a coefficient index"), ('{"20": 1}', "does not exist"),
+                          ('{"1": true}', "finite number"), ("[NaN]", "finite number")]:
+        with pytest.raises(SFDError, match=message):
+            parse_offsets(text, 20, "motion")
+
+
+def test_settings_from_environment():
+    settings = AppSettings.from_env({"SFD_WEIGHTS": " org/repo ", "SFD_MAX_SECONDS": "12.5", "SFD_MCP": "1",
+                                     "SFD_MAX_FILE_SIZE": "20mb"})
+    assert (settings.weights, settings.max_seconds, settings.mcp, settings.max_file_size) == \
+        ("org/repo", 12.5, True, "20mb")
+    assert AppSettings.from_env({}) == AppSettings()
+    with pytest.raises(ValueError, match="SFD_MAX_SECONDS"):
+        AppSettings.from_env({"SFD_MAX_SECONDS": "a minute"})
+
+
+def test_mcp_switch_degrades_with_a_log_line_when_the_extra_is_missing(monkeypatch, caplog):
+    monkeypatch.setattr(app_ui, "mcp_available", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="sfd.app.ui"):
+        options = launch_options(AppSettings(mcp=True))
+    assert options["mcp_server"] is False and 'gradio[mcp]' in caplog.text
+    monkeypatch.setattr(app_ui, "mcp_available", lambda: True)
+    assert launch_options(AppSettings(mcp=True))["mcp_server"] is True
+    assert launch_options(AppSettings())["mcp_server"] is False
