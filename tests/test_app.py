@@ -363,3 +363,23 @@ def test_mcp_switch_degrades_with_a_log_line_when_the_extra_is_missing(monkeypat
     monkeypatch.setattr(app_ui, "mcp_available", lambda: True)
     assert launch_options(AppSettings(mcp=True))["mcp_server"] is True
     assert launch_options(AppSettings())["mcp_server"] is False
+
+
+def test_atlas_with_the_weights_names_and_groups_the_motion_sliders(tmp_path):
+    from sfd.semantics.direction_atlas import Atlas, AtlasDirection
+
+    perturbed_tiny_model().save_pretrained(tmp_path)
+    named = {0: ("yaw", "Head"), 1: ("mouth open", "Mouth"), 2: ("blink", "Eyes"), 3: ("yaw", "Head")}
+    directions = [AtlasDirection(i, *named.get(i, ("subtle", "Other")), measurements={}) for i in range(20)]
+    Atlas(directions).save(tmp_path)
+    loaded = load_weights(tmp_path, device="cpu")
+    assert loaded.atlas is not None
+    handlers = AppHandlers(loaded, AppSettings(), cache_dir=tmp_path / "cache")
+    sliders = handlers.load_face(str(PORTRAIT), True, 2.0, 0.0, -0.05, "{}", "{}")[1:21]
+    assert [s.label for s in sliders[:4]] == ["yaw (motion 0)", "mouth open (motion 1)", "blink (motion 2)",
+                                              "yaw 2 (motion 3)"]
+    demo = build_demo(loaded, AppSettings())
+    config = json.dumps(demo.get_config_file(), default=str)
+    positions = [config.index(f'"label": "{group}"') for group in ("Head", "Mouth", "Eyes", "Other")]
+    assert positions == sorted(positions)  # one section per group, in this order
+    assert '"label": "blink (motion 2)"' in config

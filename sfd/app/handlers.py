@@ -250,7 +250,8 @@ class AppHandlers:
             return [None, *[gr.skip()] * self.slider_count, None, gr.skip(), gr.skip(), ""]
         motion, identity = self._offsets(motion_json, identity_json)
         source = self.prepare(image, auto_crop, scale, offset_x, offset_y)
-        layout = slider_layout(source.motion, source.identity, self.loaded.calibration, self.identity_count)
+        layout = slider_layout(source.motion, source.identity, self.loaded.calibration, self.identity_count,
+                               self.loaded.atlas)
         layout, motion_values, identity_values, hidden = place_offsets(layout, motion, identity)
         session = EditSession(source=source, layout=layout, folder=self.new_request_dir(), hidden_identity=hidden)
         edited = self._edit(source, motion, identity, session.folder)
@@ -287,7 +288,7 @@ class AppHandlers:
             return [None, *[gr.skip()] * self.slider_count]
         motion, identity = self._offsets(motion_json, identity_json)
         base = slider_layout(session.source.motion, session.source.identity, self.loaded.calibration,
-                             self.identity_count)
+                             self.identity_count, self.loaded.atlas)
         layout, motion_values, identity_values, hidden = place_offsets(base, motion, identity)
         session = EditSession(source=session.source, layout=layout, folder=session.folder, hidden_identity=hidden)
         return [session, *self._slider_updates(layout, motion_values, identity_values)]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..semantics.calibration import Calibration
+from ..semantics.direction_atlas import Atlas
 
 SIGMAS = 3.0
 # Smallest spread a range is built from: a face whose coefficients are (near) equal still gets
@@ -33,14 +34,21 @@ class SliderSpec:
     index: int  # the coefficient's index in its descriptor
     minimum: float
     maximum: float
+    name: str | None = None  # what the direction does, measured by the weights' atlas
 
     @property
     def label(self) -> str:
-        return f"{self.kind} {self.index}"
+        return slider_label(self.kind, self.index, self.name)
 
     def widened_to(self, value: float) -> "SliderSpec":
         """This slider, its range stretched to hold `value` (an offset set from JSON or a preset)."""
-        return SliderSpec(self.kind, self.index, min(self.minimum, _floor(value)), max(self.maximum, _ceil(value)))
+        return SliderSpec(self.kind, self.index, min(self.minimum, _floor(value)), max(self.maximum, _ceil(value)),
+                          self.name)
+
+
+def slider_label(kind: str, index: int, name: str | None = None) -> str:
+    """`motion 3`, or `mouth open (motion 3)` when the atlas has named the direction."""
+    return f"{name} ({kind} {index})" if name else f"{kind} {index}"
 
 
 @dataclass(frozen=True)
@@ -94,8 +102,15 @@ def _from_spread(kind: str, indices, values: np.ndarray) -> list[SliderSpec]:
     return [SliderSpec(kind, int(i), _floor(-half), _ceil(half)) for i in indices]
 
 
+def motion_groups(motion_dim: int, atlas: Atlas | None) -> list[tuple[str, list[int]]]:
+    """The motion sliders' sections: the atlas's groups (Head, Mouth, Eyes, Other) or one section."""
+    if atlas is None or len(atlas) != motion_dim:
+        return [("Motion descriptors", list(range(motion_dim)))]
+    return list(atlas.groups().items())
+
+
 def slider_layout(motion: np.ndarray, identity: np.ndarray, calibration: Calibration | None,
-                  identity_count: int) -> SliderLayout:
+                  identity_count: int, atlas: Atlas | None = None) -> SliderLayout:
     """The sliders for a face with these motion (N,) and identity (D - N,) coefficients."""
     motion = np.asarray(motion, dtype=np.float64)
     identity = np.asarray(identity, dtype=np.float64)
@@ -106,6 +121,8 @@ def slider_layout(motion: np.ndarray, identity: np.ndarray, calibration: Calibra
     else:
         m = _from_spread("motion", range(motion.size), motion)
         i = _from_spread("identity", id_indices, identity)
+    if atlas is not None and len(atlas) == motion.size:
+        m = [SliderSpec(x.kind, x.index, x.minimum, x.maximum, atlas.label(x.index)) for x in m]
     return SliderLayout(motion=tuple(m), identity=tuple(i), calibrated=calibration is not None)
 
 

@@ -16,6 +16,7 @@ import gradio as gr
 from ..face import DEFAULT_OFFSET_X, DEFAULT_OFFSET_Y, DEFAULT_SCALE
 from .gpu import gpu_task
 from .handlers import AppHandlers
+from .sliders import motion_groups, slider_label
 from .settings import AppSettings
 from .weights import LoadedWeights, load_weights
 
@@ -150,15 +151,28 @@ def build_animate_tab(handlers: AppHandlers) -> AnimateTab:
 
 
 # ---------------------------------------------------------------------- Edit tab
-def _slider_grid(kind: str, count: int) -> list[gr.Slider]:
-    """`count` sliders in rows; `load_face` gives them their ranges and labels per face."""
+def _slider_grid(kind: str, indices: list[int], names: dict[int, str] | None = None) -> list[gr.Slider]:
+    """Sliders for these coefficients, in rows; `load_face` gives them their ranges per face."""
     sliders = []
-    for start in range(0, count, SLIDERS_PER_ROW):
+    for start in range(0, len(indices), SLIDERS_PER_ROW):
         with gr.Row():
-            for i in range(start, min(start + SLIDERS_PER_ROW, count)):
-                sliders.append(gr.Slider(-3.0, 3.0, 0.0, step=0.01, label=f"{kind} {i}",
+            for i in indices[start:start + SLIDERS_PER_ROW]:
+                sliders.append(gr.Slider(-3.0, 3.0, 0.0, step=0.01, label=slider_label(kind, i, (names or {}).get(i)),
                                          elem_classes=[f"sfd-{kind}-slider"], min_width=140))
     return sliders
+
+
+def _motion_sliders(handlers: AppHandlers) -> list[gr.Slider]:
+    """One section per group of motion directions (Head, Mouth, Eyes, Other when the weights' atlas
+    names them), returned in coefficient order as the handlers expect."""
+    atlas = handlers.loaded.atlas
+    names = {i: atlas.label(i) for i in range(handlers.motion_dim)} if atlas is not None else None
+    by_index: dict[int, gr.Slider] = {}
+    for group, indices in motion_groups(handlers.motion_dim, atlas):
+        title = group if atlas is not None else f"{group} ({handlers.motion_dim})"
+        with gr.Accordion(title, open=True):
+            by_index.update(zip(indices, _slider_grid("motion", indices, names)))
+    return [by_index[i] for i in range(handlers.motion_dim)]
 
 
 def build_edit_tab(handlers: AppHandlers) -> EditTab:
@@ -175,11 +189,10 @@ def build_edit_tab(handlers: AppHandlers) -> EditTab:
             info = gr.Markdown("Add a portrait: it is encoded once, then every slider move re-renders it.",
                                elem_id="sfd-edit-info")
             reset = gr.Button("Reset sliders")
-    with gr.Accordion(f"Motion descriptors ({handlers.motion_dim})", open=True):
-        motion_sliders = _slider_grid("motion", handlers.motion_dim)
+    motion_sliders = _motion_sliders(handlers)
     with gr.Accordion(f"Identity descriptors (leading {handlers.identity_count} of {handlers.identity_dim})",
                       open=True):
-        identity_sliders = _slider_grid("identity", handlers.identity_count)
+        identity_sliders = _slider_grid("identity", list(range(handlers.identity_count)))
     with gr.Accordion("Offsets as JSON (what the /edit API and `python -m sfd edit` take)", open=False):
         with gr.Row():
             motion_json = gr.Textbox("{}", label="Motion offsets", info='e.g. {"3": 1.5}', max_lines=3)

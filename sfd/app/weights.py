@@ -19,6 +19,7 @@ from ..models import SFDModel
 from ..pipeline import SFDPipeline
 from ..pipeline.sfd_pipeline import default_device
 from ..semantics.calibration import Calibration
+from ..semantics.direction_atlas import Atlas
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class LoadedWeights:
     problem: str | None = None
     calibration: Calibration | None = None
     calibration_problem: str | None = None
+    atlas: Atlas | None = None  # names and groups of the motion directions, when the weights have one
 
 
 def _looks_like_a_path(weights: str | os.PathLike) -> bool:
@@ -84,6 +86,19 @@ def _load_calibration(weights: str, revision: str | None, model: SFDModel) -> tu
     return calibration, None
 
 
+def _load_atlas(weights: str, revision: str | None, model: SFDModel) -> Atlas | None:
+    try:
+        atlas = Atlas.load(weights, revision)
+    except WeightsError as error:
+        log.warning("ignoring the direction atlas of %s: %s", weights, error)
+        return None
+    if atlas is not None and len(atlas) != model.config.motion_dim:
+        log.warning("ignoring the direction atlas of %s: %d directions for %d motion coefficients",
+                    weights, len(atlas), model.config.motion_dim)
+        return None
+    return atlas
+
+
 def load_weights(weights: str | os.PathLike | None = None, revision: str | None = None,
                  device: torch.device | str | None = None) -> LoadedWeights:
     """Load `weights` (Hub repo id or local folder), falling back to the bundled default.
@@ -109,4 +124,5 @@ def load_weights(weights: str | os.PathLike | None = None, revision: str | None 
         return loaded
     calibration, calibration_problem = _load_calibration(str(weights), revision, pipeline.model)
     return LoadedWeights(pipeline=pipeline, name=f"{label} ({_model_summary(pipeline.model)})", trained=True,
-                         calibration=calibration, calibration_problem=calibration_problem)
+                         calibration=calibration, calibration_problem=calibration_problem,
+                         atlas=_load_atlas(str(weights), revision, pipeline.model))
