@@ -26,7 +26,7 @@ FORWARDED = {
     "convert-retinaface": ("sfd.face.convert_retinaface", "facexlib's RetinaFace .pth to safetensors"),
 }
 
-WEIGHTS_HELP = "SFD weights: a local folder or a Hub repo id (default: $SFD_WEIGHTS)"
+WEIGHTS_HELP = "SFD weights: a local folder or a Hub repo id (default: $SFD_WEIGHTS, else the bundled demo model)"
 
 
 def _offsets(pairs: list[str], flag: str) -> dict[int, float]:
@@ -95,9 +95,7 @@ def run(args) -> str:
     from .media import probe_video, save_image
     from .pipeline import SFDPipeline
 
-    if not args.weights:
-        raise SFDError("no weights given: pass --weights FOLDER_OR_HUB_REPO or set SFD_WEIGHTS")
-    pipe = SFDPipeline.from_pretrained(args.weights, revision=args.revision, device=args.device)
+    pipe = SFDPipeline.from_pretrained(args.weights or None, revision=args.revision, device=args.device)
     start = time.perf_counter()
     if args.command == "animate":
         from tqdm import tqdm

@@ -244,3 +244,14 @@ def test_cli_exports_and_reports_errors(checkpoint, tmp_path, capsys):
     assert meta["license"] == "mit" and meta["datasets"] == ["celebv-hq"]
     assert main([str(tmp_path / "absent"), str(tmp_path / "out2")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_notes_about_the_weights_go_near_the_top_of_the_card(checkpoint, tmp_path):
+    notes = tmp_path / "notes.md"
+    notes.write_text("A small demo model, trained for 500 steps on 13 clips.\n")
+    out = export(checkpoint, tmp_path / "out", notes=notes)
+    card = (out / "README.md").read_text(encoding="utf-8")
+    about = card.index("## About these weights")
+    assert about < card.index("## Model description")
+    assert "trained for 500 steps on 13 clips" in card[about:card.index("## Model description")]
+    assert "## About these weights" not in (export(checkpoint, tmp_path / "plain").joinpath("README.md")).read_text()

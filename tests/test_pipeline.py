@@ -219,3 +219,12 @@ def test_edit_video_keeps_frames_and_audio_and_applies_offsets(weights, faces_di
     with pytest.raises(SFDError, match="identity coefficient 500"):
         pipe.edit_video(video, tmp_path / "bad.mp4", crop=False, identity_offsets={500: 1.0})
     assert not (tmp_path / "bad.mp4").exists()
+
+
+def test_no_weights_and_no_bundled_weights_is_a_clear_error(monkeypatch, tmp_path):
+    from sfd.errors import WeightsError
+    from sfd.pipeline import sfd_pipeline
+
+    monkeypatch.setattr(sfd_pipeline, "BUNDLED_WEIGHTS", tmp_path / "absent")
+    with pytest.raises(WeightsError, match="no SFD weights given and no bundled weights"):
+        SFDPipeline.from_pretrained()

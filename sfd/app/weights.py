@@ -17,7 +17,7 @@ from ..errors import WeightsError
 from ..face import load_face_detector
 from ..models import SFDModel
 from ..pipeline import SFDPipeline
-from ..pipeline.sfd_pipeline import default_device
+from ..pipeline.sfd_pipeline import BUNDLED_WEIGHTS, default_device
 from ..semantics.calibration import Calibration
 from ..semantics.direction_atlas import Atlas
 
@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 BUNDLED_PRESET = "tiny"
 BUNDLED_SEED = 0  # the untrained default is the same model on every start and machine
 BUNDLED_NAME = "untrained tiny preset: no trained weights are bundled yet; faces will barely move"
+BUNDLED_TRAINED_NAME = ("bundled demo model sfd-demo64: a small 64 px model trained briefly on a few clips, "
+                        "not the paper's; expect blurry, small motions")
 
 
 @dataclass
@@ -60,8 +62,15 @@ def _model_summary(model: SFDModel) -> str:
 
 
 def bundled_default(device: torch.device | str | None = None) -> LoadedWeights:
-    """The weights that ship with the app. None are trained yet: the tiny preset, seeded."""
+    """The weights that ship with the package: the small trained demo model when it is there,
+    else (a source checkout without it) the tiny preset, seeded and untrained."""
     device = torch.device(device) if device is not None else default_device()
+    if BUNDLED_WEIGHTS.is_dir():
+        pipeline = SFDPipeline.from_pretrained(device=device)
+        weights = str(BUNDLED_WEIGHTS)
+        return LoadedWeights(pipeline=pipeline, name=f"{BUNDLED_TRAINED_NAME} ({_model_summary(pipeline.model)})",
+                             trained=True, calibration=_load_calibration(weights, None, pipeline.model)[0],
+                             atlas=_load_atlas(weights, None, pipeline.model))
     # A private RNG stream: building the model neither depends on nor disturbs the global seed.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(BUNDLED_SEED)

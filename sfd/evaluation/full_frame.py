@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
     try:
-        pipeline = as_pipeline(args.weights)
+        pipeline, _ = as_pipeline(args.weights, crop=not args.no_crop)
         rows = [full_frame_reconstruction(pipeline, v, args.max_frames, crop=not args.no_crop) for v in args.videos]
     except SFDError as error:
         print(f"error: {error}", file=sys.stderr)

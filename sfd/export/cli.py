@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="model name in the card (default: repo or folder name)")
     p.add_argument("--no-fp16", action="store_true", help="skip the float16 variant")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR")
+    p.add_argument("--notes", default=None, help="markdown file about these weights, shown near the top of the card")
     p.add_argument("--card-template", default=None, help="another model card template (Jinja2 markdown)")
     return p
 
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         out = export(args.checkpoint, args.out_dir, eval_json=args.eval_json, detector_weights=args.detector_weights,
                      calibration=args.calibration, license=args.license, datasets=args.datasets,
                      model_name=args.name, fp16=not args.no_fp16, overwrite=args.overwrite, push=args.push,
-                     private=args.private or None, card_template=args.card_template)
+                     private=args.private or None, card_template=args.card_template, notes=args.notes)
     except SFDError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

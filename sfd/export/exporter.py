@@ -88,7 +88,7 @@ def export(checkpoint: str | Path, out_dir: str | Path, *, eval_json: str | Path
            detector_weights: str | Path | None = None, calibration: str | Path | None = None,
            license: str = "apache-2.0", datasets=(), model_name: str | None = None, fp16: bool = True,
            overwrite: bool = False, push: str | None = None, private: bool | None = None, api=None,
-           card_template: str | Path | None = None) -> Path:
+           card_template: str | Path | None = None, notes: str | Path | None = None) -> Path:
     """Write a Hub-ready weights folder to `out_dir` (and upload it with `push=REPO_ID`); returns `out_dir`.
 
     Args:
@@ -104,6 +104,8 @@ def export(checkpoint: str | Path, out_dir: str | Path, *, eval_json: str | Path
         overwrite: replace an existing, non-empty `out_dir`.
         push, private, api: upload to this Hub repo id (`api` replaces `huggingface_hub.HfApi()`).
         card_template: another model card template (Jinja2 markdown).
+        notes: a markdown file about these particular weights (what, how long, how well), shown
+            near the top of the card as "About these weights".
     """
     model_dir = find_model_folder(checkpoint)
     out = Path(out_dir).expanduser()
@@ -135,7 +137,8 @@ def export(checkpoint: str | Path, out_dir: str | Path, *, eval_json: str | Path
         card = render_model_card(model_name=name, repo_id=push, config=dict(model.config),
                                  parameters=sum(p.numel() for p in model.parameters()), license=license,
                                  datasets=dataset_info, evaluation=evaluation, files=files + [CARD_FILENAME],
-                                 template=card_template)
+                                 template=card_template,
+                                 notes=None if notes is None else Path(notes).read_text(encoding="utf-8").strip())
         (staging / CARD_FILENAME).write_text(card, encoding="utf-8")
         staging.chmod(0o755)  # mkdtemp makes it private; the export is for sharing
         if out.exists():

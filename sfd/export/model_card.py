@@ -83,7 +83,7 @@ def card_data(*, model_name: str, license: str, datasets: list[dict[str, str]], 
 
 def render_model_card(*, model_name: str, repo_id: str | None, config: dict, parameters: int, license: str,
                       datasets: list[dict[str, str]], evaluation: dict | None, files: list[str],
-                      template: str | Path | None = None) -> str:
+                      template: str | Path | None = None, notes: str | None = None) -> str:
     """The model card's text (front matter + body)."""
     from huggingface_hub import ModelCard
 
@@ -95,6 +95,7 @@ def render_model_card(*, model_name: str, repo_id: str | None, config: dict, par
         card_data(model_name=model_name, license=license, datasets=datasets, evaluation=evaluation),
         template_path=str(template),
         title=model_name,
+        notes=notes,
         repo_id=repo_id,
         config=config,
         parameters_m=f"{parameters / 1e6:.1f}",

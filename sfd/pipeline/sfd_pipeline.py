@@ -27,6 +27,9 @@ from .source_face import SourceFace
 # Sources larger than this (longest side, px) are downscaled on load: the face crop is the
 # model's size anyway, and the output video stays playable and fast to encode.
 MAX_SOURCE_SIDE = 2048
+# The small demo model that ships inside the package (fp16 only, to keep the package small).
+BUNDLED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "sfd-demo64"
+BUNDLED_VARIANT = "fp16"
 # Detect the face in every k-th driving frame; the smoothed box glides in between.
 DETECT_EVERY = 5
 
@@ -57,16 +60,20 @@ class SFDPipeline:
             self.autocast_dtype = None
 
     @classmethod
-    def from_pretrained(cls, weights: str | os.PathLike, revision: str | None = None,
+    def from_pretrained(cls, weights: str | os.PathLike | None = None, revision: str | None = None,
                         device: torch.device | str | None = None, detector: str = "auto",
                         variant: str | None = None) -> "SFDPipeline":
         """Load model weights from a local folder or a Hub repo id (with `revision`).
 
-        The face detector is RetinaFace when the weights hold `detector/retinaface_resnet50.safetensors`,
+        No `weights`: the small demo model bundled with the package (`BUNDLED_WEIGHTS`). The face
+        detector is RetinaFace when the weights hold `detector/retinaface_resnet50.safetensors`,
         otherwise the best detector whose weights ship in an installed package (`.face_detector.name`).
         """
         if weights is None:
-            raise WeightsError("no SFD weights given: pass a local weights folder or a Hub repo id")
+            if not BUNDLED_WEIGHTS.is_dir():
+                raise WeightsError(f"no SFD weights given and no bundled weights at {BUNDLED_WEIGHTS}: "
+                                   "pass a local weights folder or a Hub repo id")
+            weights, variant = BUNDLED_WEIGHTS, BUNDLED_VARIANT
         device = torch.device(device) if device is not None else default_device()
         model = SFDModel.from_pretrained(str(weights), revision=revision, variant=variant,
                                          torch_dtype=torch.float32)
