@@ -1,0 +1,396 @@
+"""`Trainer`: trains an `SFDModel` on pairs of frames of one video, with accelerate.
+
+Each optimizer step does, for a batch of (source s, driving d) pairs (DESIGN.md, "Training"):
+
+1. generator side (D frozen): ``x = G(s, d)`` reconstructs d from s's identity and features and
+   d's motion; ``L_G = l1 |x - d| + perceptual VGG(x, d) + adversarial softplus(-D(x))
+   + identity |a_id(s) - a_id(d)|^2 + appearance |a_m(d) - a_m(jitter(d))|^2``;
+2. discriminator side: ``softplus(D(x)) + softplus(-D(d))``, plus every `r1_interval` steps the
+   lazy R1 penalty ``gamma / 2 * interval * |grad D(d)|^2`` on the same real batch.
+
+It runs as it is on one CPU or GPU, and on several GPUs or nodes under ``accelerate launch``
+(DDP), with mixed precision and gradient accumulation from accelerate.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from sfd.data import ColorJitter, FaceVideoDataset, PairAugmentation
+from sfd.errors import SFDError
+from sfd.models import Discriminator, SFDModel
+
+from .adversarial_loss import discriminator_adversarial_loss, generator_adversarial_loss, r1_penalty
+from .checkpointing import CheckpointManager
+from .config import CONFIG_FILE, TrainingConfig
+from .descriptor_losses import appearance_consistency_loss, identity_consistency_loss
+from .ema import ModelEMA
+from .evaluation import reconstruction_l1
+from .image_grid import sample_grid
+from .vgg19_perceptual_loss import VGG19PerceptualLoss
+
+log = logging.getLogger("sfd.training")
+
+
+@dataclass
+class TrainResult:
+    """What a run did.
+
+    step: optimizer steps done (counting those before a resume).
+    checkpoint: the last checkpoint written (its ``ema/`` folder holds the weights to use).
+    history: per logging interval, the mean of every loss term, with its ``step``.
+    eval_history: ``{"step", "l1"}`` of each held-out evaluation (EMA weights), the first before training.
+    resumed_from: the checkpoint the run continued from, if any.
+    """
+
+    step: int
+    output_dir: Path
+    checkpoint: Path | None
+    history: list[dict[str, float]] = field(default_factory=list)
+    eval_history: list[dict[str, float]] = field(default_factory=list)
+    resumed_from: Path | None = None
+
+
+def _tracker_available(name: str | None) -> bool:
+    if name != "tensorboard":
+        return name is not None
+    from accelerate.utils import is_tensorboard_available
+
+    return is_tensorboard_available()
+
+
+class Trainer:
+    """Builds everything a run needs from a `TrainingConfig`; `train()` runs it.
+
+    Attributes of interest to callers and tests: `model`, `discriminator` (as prepared by
+    accelerate), `ema`, `generator_optimizer`, `discriminator_optimizer`, `step`, `accelerator`.
+    """
+
+    def __init__(self, config: TrainingConfig):
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+
+        if config.data_root is None:
+            raise SFDError("no data_root given: the folder with train/ (and test/) clip folders")
+        self.config = config
+        self.output_dir = Path(config.output_dir)
+        log_with = config.log_with
+        if log_with and not _tracker_available(log_with):
+            log.warning("logging to %s is not available (pip install tensorboard); no tracker", log_with)
+            log_with = None
+        self.accelerator = Accelerator(mixed_precision=config.mixed_precision,
+                                       gradient_accumulation_steps=config.gradient_accumulation_steps,
+                                       log_with=log_with, project_dir=str(self.output_dir), cpu=config.cpu)
+        self.log_with = log_with
+        acc = self.accelerator
+        set_seed(config.seed)  # the same initial weights on every process
+
+        # ---- models and optimizers
+        if config.pretrained:
+            model = SFDModel.from_pretrained(config.pretrained)
+        else:
+            model = SFDModel.from_preset(config.preset, **config.model_overrides)
+        mc = model.config
+        discriminator = Discriminator(size=mc.size,
+                                      channel_base=config.discriminator_channel_base or mc.channel_base,
+                                      max_channels=config.discriminator_max_channels or mc.max_channels)
+        self.ema = ModelEMA(model, config.ema_decay, config.ema_warmup)
+        self.ema.model.to(acc.device)
+        betas = tuple(config.adam_betas)
+        generator_optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, betas=betas,
+                                               eps=config.adam_eps)
+        discriminator_optimizer = torch.optim.Adam(discriminator.parameters(),
+                                                   lr=config.discriminator_learning_rate or config.learning_rate,
+                                                   betas=betas, eps=config.adam_eps)
+
+        # ---- losses that hold networks
+        self.perceptual = None
+        if config.perceptual_weight > 0:
+            if not config.vgg19_weights:
+                raise SFDError("perceptual_weight > 0 needs vgg19_weights: a .safetensors file, a folder or a Hub "
+                               "repo (make one with python -m sfd.training.convert_vgg19), or set perceptual_weight 0")
+            self.perceptual = VGG19PerceptualLoss.from_pretrained(
+                config.vgg19_weights, config.vgg19_weights_filename, scales=config.perceptual_scales,
+                layer_weights=config.perceptual_layer_weights).to(acc.device)
+        self.appearance_jitter = ColorJitter(brightness=config.appearance_jitter, contrast=config.appearance_jitter,
+                                             saturation=config.appearance_jitter, hue=config.appearance_jitter / 4)
+
+        # ---- data
+        augmentation = None
+        if config.augment:
+            augmentation = PairAugmentation(flip_prob=config.flip_prob, brightness=config.color_jitter,
+                                            contrast=config.color_jitter, saturation=config.color_jitter)
+        self.train_dataset = FaceVideoDataset(config.data_root, config.train_split, size=mc.size,
+                                              augmentation=augmentation, pairs_per_clip=config.pairs_per_clip,
+                                              min_frame_gap=config.min_frame_gap,
+                                              cache_bytes=config.frame_cache_mb * 2**20)
+        per_step = config.batch_size * acc.num_processes
+        if len(self.train_dataset) < per_step:
+            raise SFDError(f"{len(self.train_dataset)} training pairs cannot fill a batch of {per_step}: "
+                           f"raise pairs_per_clip (now {config.pairs_per_clip}) or lower batch_size")
+        loader = DataLoader(self.train_dataset, batch_size=config.batch_size, shuffle=True, drop_last=True,
+                            num_workers=config.num_workers, persistent_workers=config.num_workers > 0,
+                            pin_memory=acc.device.type == "cuda")
+        self.eval_dataset = self._eval_dataset(mc.size)
+
+        (self.model, self.discriminator, self.generator_optimizer, self.discriminator_optimizer,
+         self.train_loader) = acc.prepare(model, discriminator, generator_optimizer, discriminator_optimizer, loader)
+        # With mixed precision accelerate wraps forward() to cast outputs to fp32, which cannot
+        # rebuild the model's output dataclasses; every forward here already runs under
+        # accelerator.autocast(), so the wrapper is removed (in place, under any DDP wrapper).
+        acc.unwrap_model(self.model, keep_fp32_wrapper=False)
+        acc.unwrap_model(self.discriminator, keep_fp32_wrapper=False)
+        set_seed(config.seed, device_specific=True)  # from here on each process draws its own noise
+        self.checkpoints = CheckpointManager(self.output_dir, config.checkpoints_total_limit)
+        self.step = 0
+        self.epoch = 0
+        self.resumed_from: Path | None = None
+        self._resume_checked = False
+        self.history: list[dict[str, float]] = []
+        self.eval_history: list[dict[str, float]] = []
+
+    # ------------------------------------------------------------------ set-up helpers
+    def _eval_dataset(self, size: int) -> FaceVideoDataset | None:
+        split = self.config.eval_split
+        if not split:
+            return None
+        if not (Path(self.config.data_root) / split).is_dir():
+            log.info("no %s/ split under %s: no held-out evaluation", split, self.config.data_root)
+            return None
+        return FaceVideoDataset(self.config.data_root, split, size=size, augmentation=None,
+                                pairs_per_clip=self.config.eval_pairs_per_clip, seed=self.config.seed,
+                                min_frame_gap=self.config.min_frame_gap, cache_bytes=self.config.frame_cache_mb * 2**20)
+
+    @property
+    def optimizers(self) -> dict:
+        return {"generator": self.generator_optimizer, "discriminator": self.discriminator_optimizer}
+
+    def maybe_resume(self) -> Path | None:
+        """Restore the checkpoint `config.resume` names ("latest" or a folder); once per trainer."""
+        if self._resume_checked or not self.config.resume:
+            return self.resumed_from
+        self._resume_checked = True
+        if self.config.resume == "latest":
+            path = self.checkpoints.latest()
+            if path is None:
+                log.info("resume: no checkpoint in %s yet, starting from scratch", self.checkpoints.directory)
+                return None
+        else:
+            path = Path(self.config.resume)
+        state = self.checkpoints.load(path, self.accelerator, self.model, self.discriminator, self.ema,
+                                      self.optimizers)
+        self.step = int(state["step"])
+        self.epoch = int(state.get("epoch", 0))
+        self.history = list(state.get("history", []))
+        self.eval_history = list(state.get("eval_history", []))
+        self.resumed_from = path
+        log.info("resumed from %s at step %d", path, self.step)
+        return path
+
+    def _batches(self):
+        """Batches forever, epoch after epoch (a new shuffle each)."""
+        for self.epoch in itertools.count(self.epoch):
+            if hasattr(self.train_loader, "set_epoch"):
+                self.train_loader.set_epoch(self.epoch)
+            yield from self.train_loader
+
+    # ------------------------------------------------------------------ one step
+    def training_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Generator then discriminator update on one (micro-)batch; returns the detached loss terms."""
+        cfg, acc = self.config, self.accelerator
+        source, driving = batch["source"], batch["driving"]
+        generator = acc.unwrap_model(self.model)
+        # D is called unwrapped on the generator side: it is frozen there, and bypassing DDP
+        # keeps its gradient-sync bookkeeping to the discriminator step alone.
+        critic = acc.unwrap_model(self.discriminator)
+        terms: dict[str, torch.Tensor] = {}
+
+        # ---- generator side
+        self.discriminator.requires_grad_(False)
+        with acc.autocast():
+            out = self.model(source, driving)
+            image = out.image.float()
+            loss = image.new_zeros(())
+            if cfg.l1_weight > 0:
+                terms["l1"] = F.l1_loss(image, driving)
+                loss = loss + cfg.l1_weight * terms["l1"]
+            if self.perceptual is not None:
+                terms["perceptual"] = self.perceptual(image, driving)
+                loss = loss + cfg.perceptual_weight * terms["perceptual"]
+            if cfg.adversarial_weight > 0:
+                terms["adversarial_g"] = generator_adversarial_loss(critic(out.image))
+                loss = loss + cfg.adversarial_weight * terms["adversarial_g"]
+            if cfg.identity_weight > 0:
+                terms["identity"] = identity_consistency_loss(out.source.identity, out.driving.identity)
+                loss = loss + cfg.identity_weight * terms["identity"]
+            if cfg.appearance_weight > 0 and self.appearance_jitter.enabled:
+                # encode() of the unwrapped model joins the same backward as the DDP forward above,
+                # so its gradients are summed before DDP syncs them.
+                jittered = generator.encode(self.appearance_jitter(driving), with_features=False)
+                terms["appearance"] = appearance_consistency_loss(out.driving.motion, jittered.motion)
+                loss = loss + cfg.appearance_weight * terms["appearance"]
+        terms["generator_total"] = loss
+        acc.backward(loss)
+        if cfg.max_grad_norm and acc.sync_gradients:
+            acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+        self.generator_optimizer.step()
+        self.generator_optimizer.zero_grad(set_to_none=True)
+        self.discriminator.requires_grad_(True)
+
+        # ---- discriminator side
+        if cfg.adversarial_weight > 0:
+            apply_r1 = cfg.r1_gamma > 0 and self.step % cfg.r1_interval == 0
+            real = driving.detach().requires_grad_(apply_r1)
+            with acc.autocast():
+                fake_logits = self.discriminator(out.image.detach())
+                real_logits = self.discriminator(real)
+                d_loss = discriminator_adversarial_loss(real_logits, fake_logits)
+                terms["adversarial_d"] = d_loss.detach()
+                terms["d_real"] = real_logits.detach().float().mean()
+                terms["d_fake"] = fake_logits.detach().float().mean()
+                if apply_r1:
+                    # Lazy R1 on the same real batch: one forward serves both terms.
+                    terms["r1"] = r1_penalty(real_logits, real)
+                    d_loss = d_loss + (cfg.r1_gamma / 2) * cfg.r1_interval * terms["r1"]
+            acc.backward(d_loss)
+            if cfg.max_grad_norm and acc.sync_gradients:
+                acc.clip_grad_norm_(self.discriminator.parameters(), cfg.max_grad_norm)
+            self.discriminator_optimizer.step()
+            self.discriminator_optimizer.zero_grad(set_to_none=True)
+
+        self._last_sample = (source.detach(), driving.detach(), out.image.detach())
+        return {k: v.detach().float() for k, v in terms.items()}
+
+    # ------------------------------------------------------------------ the loop
+    def train(self) -> TrainResult:
+        cfg, acc = self.config, self.accelerator
+        self.maybe_resume()
+        if acc.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            cfg.to_yaml(self.output_dir / CONFIG_FILE)
+        if self.log_with:
+            acc.init_trackers("logs", config=_flat_for_tracker(cfg.to_dict()))
+        if self.step == 0:
+            self.evaluate()
+        self.model.train()
+        self.discriminator.train()
+
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        started, samples = time.perf_counter(), 0
+        last_checkpoint = self.checkpoints.latest() if self.resumed_from else None
+        bar = None
+        if acc.is_local_main_process:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=cfg.max_steps, initial=self.step, unit="step", desc="train", dynamic_ncols=True)
+        batches = self._batches()
+        while self.step < cfg.max_steps:
+            batch = next(batches)
+            with acc.accumulate(self.model, self.discriminator):
+                terms = self.training_step(batch)
+            for key, value in terms.items():
+                sums[key] = sums.get(key, 0.0) + value.item()
+                counts[key] = counts.get(key, 0) + 1
+            samples += batch["source"].shape[0] * acc.num_processes
+            if not acc.sync_gradients:
+                continue
+            self.step += 1
+            self.ema.update(acc.unwrap_model(self.model))
+            if bar is not None:
+                bar.update(1)
+            if self.step % cfg.log_interval == 0 or self.step == cfg.max_steps:
+                record = self._log_losses(sums, counts, samples / (time.perf_counter() - started))
+                sums, counts, started, samples = {}, {}, time.perf_counter(), 0
+                if bar is not None:
+                    bar.set_postfix({k: f"{record[k]:.3g}" for k in ("l1", "adversarial_g", "adversarial_d")
+                                     if k in record}, refresh=False)
+            if self.step % cfg.image_interval == 0:
+                self._log_samples()
+            if self.step % cfg.eval_interval == 0:
+                self.evaluate()
+            if self.step % cfg.checkpoint_interval == 0:
+                last_checkpoint = self.save_checkpoint()
+        if bar is not None:
+            bar.close()
+        if self.eval_history and self.eval_history[-1]["step"] != self.step:
+            self.evaluate()
+        if last_checkpoint is None or not last_checkpoint.name.endswith(f"{self.step:07d}"):
+            last_checkpoint = self.save_checkpoint()
+        acc.end_training()
+        return TrainResult(step=self.step, output_dir=self.output_dir, checkpoint=last_checkpoint,
+                           history=list(self.history), eval_history=list(self.eval_history),
+                           resumed_from=self.resumed_from)
+
+    # ------------------------------------------------------------------ logging, evaluation, saving
+    def _log_losses(self, sums: dict, counts: dict, samples_per_second: float) -> dict[str, float]:
+        acc = self.accelerator
+        keys = sorted(sums)
+        means = torch.tensor([sums[k] / counts[k] for k in keys], device=acc.device)
+        means = acc.reduce(means, reduction="mean") if acc.num_processes > 1 else means
+        record = {k: float(v) for k, v in zip(keys, means.tolist())}
+        record["samples_per_second"] = samples_per_second
+        acc.log({f"train/{k}": v for k, v in record.items()}, step=self.step)
+        self.history.append({"step": self.step, **record})
+        bad = [k for k, v in record.items() if not math.isfinite(v)]
+        if bad:
+            log.warning("step %d: non-finite loss terms %s", self.step, ", ".join(bad))
+        return record
+
+    def _log_samples(self) -> None:
+        acc = self.accelerator
+        if not acc.is_main_process or getattr(self, "_last_sample", None) is None:
+            return
+        grid = sample_grid(*self._last_sample)
+        from sfd.media import save_image
+
+        save_image(grid, self.output_dir / "samples" / f"step-{self.step:07d}.png")
+        if self.log_with == "tensorboard":
+            writer = acc.get_tracker("tensorboard", unwrap=True)
+            writer.add_image("samples/source|driving|output", grid, self.step, dataformats="HWC")
+
+    def evaluate(self) -> float | None:
+        """Held-out reconstruction L1 of the EMA weights (main process; None without a test split)."""
+        acc = self.accelerator
+        if self.eval_dataset is None:
+            return None
+        value = None
+        if acc.is_main_process:
+            dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.config.mixed_precision)
+            value = reconstruction_l1(self.ema.model, self.eval_dataset, batch_size=self.config.batch_size,
+                                      device=acc.device, autocast_dtype=dtype)
+            self.eval_history.append({"step": self.step, "l1": value})
+            acc.log({"eval/l1": value}, step=self.step)
+            log.info("step %d: held-out reconstruction L1 %.4f", self.step, value)
+        acc.wait_for_everyone()
+        return value
+
+    def save_checkpoint(self) -> Path:
+        path = self.checkpoints.save(self.step, self.accelerator, self.model, self.discriminator, self.ema,
+                                     self.optimizers, extra={"epoch": self.epoch, "history": self.history,
+                                                             "eval_history": self.eval_history})
+        if self.accelerator.is_main_process:
+            log.info("saved %s", path)
+        return path
+
+
+def _flat_for_tracker(values: dict) -> dict:
+    """TensorBoard's hparams take numbers, strings and bools only."""
+    out = {}
+    for key, value in values.items():
+        out[key] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return out
+
+
+def train(config: TrainingConfig) -> TrainResult:
+    """Train with `config` (resuming when `config.resume` says so) and return what was done."""
+    return Trainer(config).train()
