@@ -49,7 +49,10 @@ def ffmpeg(*args: str) -> None:
 
 
 def child_processes() -> list[tuple[int, str]]:
-    """(pid, state) of this process's children, zombies included (Linux /proc)."""
+    """(pid, state) of this process's ffmpeg children, zombies included (Linux /proc).
+
+    Only ffmpeg: other tests of the session may leave helpers of their own (multiprocessing's
+    resource tracker, say) that are not what these tests check."""
     if not Path("/proc/self/stat").exists():
         pytest.skip("needs /proc")
     me, found = os.getpid(), []
@@ -57,10 +60,12 @@ def child_processes() -> list[tuple[int, str]]:
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            text = (entry / "stat").read_text()
         except OSError:
             continue
-        if int(fields[1]) == me:
+        name = text.split("(", 1)[1].rsplit(")", 1)[0]
+        fields = text.rsplit(")", 1)[1].split()
+        if int(fields[1]) == me and name.startswith("ffmpeg"):
             found.append((int(entry.name), fields[0]))
     return found
 
