@@ -35,7 +35,6 @@ def loop_clip(src: Path, dst: Path, seconds: float) -> Path:
 
 def child(preset: str, source: str, driving: str, output: str, model_only: bool) -> None:
     """Runs in its own process; prints one JSON line."""
-    import numpy as np
     import torch
 
     from sfd import SFDModel, SFDPipeline

@@ -12,7 +12,6 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 from .errors import SFDError
 

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ..errors import WeightsError
+from .frames import map_frames
 from .weights import load_strict, read_safetensors, strip_prefix
 
 INPUT_SIZE = 112
@@ -90,15 +91,5 @@ class IdentityEncoder:
         return x.to(self.device)
 
     def __call__(self, frames) -> np.ndarray:
-        frames = np.asarray(frames)
-        single = frames.ndim == 3
-        if single:
-            frames = frames[None]
-        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-            raise ValueError(f"expected uint8 RGB frames (N, H, W, 3), got {frames.dtype} {frames.shape}")
-        out = []
-        with torch.inference_mode():
-            for start in range(0, len(frames), self.batch_size):
-                out.append(self.network(self._inputs(frames[start:start + self.batch_size])).double().cpu().numpy())
-        embeddings = np.concatenate(out)
-        return embeddings[0] if single else embeddings
+        return map_frames(frames, self.batch_size,
+                          lambda batch: self.network(self._inputs(batch)).double().cpu().numpy())

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..errors import WeightsError
+from .frames import map_frames
 from .weights import load_strict, read_safetensors, strip_prefix
 
 INPUT_SIZE = 256
@@ -104,16 +105,8 @@ class LandmarkDetector:
         return x.to(self.device)
 
     def __call__(self, frames) -> np.ndarray:
-        frames = np.asarray(frames)
-        single = frames.ndim == 3
-        if single:
-            frames = frames[None]
-        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-            raise ValueError(f"expected uint8 RGB frames (N, H, W, 3), got {frames.dtype} {frames.shape}")
-        out = []
-        with torch.inference_mode():
-            for start in range(0, len(frames), self.batch_size):
-                heatmaps, _ = self.network(self._inputs(frames[start:start + self.batch_size]))
-                out.append(decode_heatmaps(heatmaps[-1][:, :-1]))  # the last stack; drop the boundary map
-        points = np.concatenate(out) * (INPUT_SIZE / HEATMAP_SIZE)
-        return points[0] if single else points
+        def run(batch: np.ndarray) -> np.ndarray:
+            heatmaps, _ = self.network(self._inputs(batch))
+            return decode_heatmaps(heatmaps[-1][:, :-1])  # the last stack; drop the boundary map
+
+        return map_frames(frames, self.batch_size, run) * (INPUT_SIZE / HEATMAP_SIZE)
