@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from .errors import SFDError
+from .errors import run_command
 
 FORWARDED = {
     "preprocess": ("sfd.data.preprocess", "crop raw face videos into a training/evaluation dataset"),
@@ -132,9 +132,4 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(FORWARDED[argv[0]][0])
         return module.main(argv[1:])
     args = build_parser().parse_args(argv)
-    try:
-        print(run(args))
-    except SFDError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(lambda: run(args))

@@ -19,3 +19,21 @@ class NoFaceError(SFDError):
 
 class WeightsError(SFDError):
     """Model or detector weights that are missing, incomplete or of the wrong shape."""
+
+
+def run_command(action, errors: tuple[type[Exception], ...] = (SFDError,)) -> int:
+    """The exit status of a command-line action, with the one error convention of every sfd command.
+
+    `action()` does the work and returns what to print (or None); bad input (`errors`, SFDError by
+    default) is printed as `error: ...` on stderr with exit status 2 instead of a traceback.
+    """
+    import sys
+
+    try:
+        message = action()
+    except errors as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if message:
+        print(message)
+    return 0

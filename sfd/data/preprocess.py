@@ -26,11 +26,10 @@ import logging
 import multiprocessing
 import os
 import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sfd.errors import NoFaceError, SFDError
+from sfd.errors import NoFaceError, SFDError, run_command
 from sfd.face import FaceTracker, crop, load_face_detector
 from sfd.media import VideoReader, probe_video, save_image
 
@@ -298,21 +297,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
+    def run() -> str:
         report = preprocess_videos(args.raw_dir, args.out_dir, size=args.size, workers=args.workers,
                                    split_test=args.split_test, track=args.track, detect_every=args.detect_every,
                                    fps=args.fps, max_frames=args.max_frames,
                                    max_search_frames=args.max_search_frames, image_format=args.image_format,
                                    detector_weights=args.detector_weights, retry_skipped=args.retry_skipped,
                                    progress=not args.quiet)
-    except (SFDError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"{len(report.written)} videos written ({report.frames_written} frames), "
-          f"{len(report.already_done)} already done, {len(report.skipped)} skipped")
-    for name, reason in sorted(report.skipped.items()):
-        print(f"  skipped {name}: {reason}")
-    return 0
+        lines = [f"{len(report.written)} videos written ({report.frames_written} frames), "
+                 f"{len(report.already_done)} already done, {len(report.skipped)} skipped"]
+        lines += [f"  skipped {name}: {reason}" for name, reason in sorted(report.skipped.items())]
+        return "\n".join(lines)
+
+    return run_command(run, errors=(SFDError, ValueError))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import SFDError
+from ..errors import run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,18 +37,16 @@ def main(argv: list[str] | None = None) -> int:
     from .evaluator import evaluate
     from .report import markdown_table, write_report
 
-    try:
+    def run() -> None:
         results = evaluate(args.weights, args.data_root, split=args.split, max_videos=args.max_videos,
                            max_frames=args.max_frames, crop=args.crop, lpips_weights=args.lpips_weights,
                            landmark_weights=args.landmark_weights, identity_weights=args.identity_weights,
                            cross_identity_pairs=args.cross_identity_pairs, batch_size=args.batch_size,
                            device=args.device, name=args.name, dataset_name=args.dataset_name,
                            progress=lambda message: print(message, file=sys.stderr, flush=True))
-    except SFDError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(markdown_table(results), end="")
-    if args.out:
-        json_path, md_path = write_report(results, args.out)
-        print(f"wrote {json_path} and {md_path}", file=sys.stderr)
-    return 0
+        print(markdown_table(results), end="")
+        if args.out:
+            json_path, md_path = write_report(results, args.out)
+            print(f"wrote {json_path} and {md_path}", file=sys.stderr)
+
+    return run_command(run)

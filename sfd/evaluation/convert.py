@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import SFDError
+from ..errors import run_command
 from ..face.convert_retinaface import load_pth_state_dict
 from . import identity, landmarks, lpips_network
 from .weights import load_strict, strip_prefix
@@ -76,18 +76,14 @@ def main(argv: list[str] | None = None) -> int:
         q.add_argument("src")
         q.add_argument("dst")
     args = parser.parse_args(argv)
-    try:
+    def convert() -> str:
         if args.kind == "lpips":
-            out = convert_lpips(args.dst, args.alexnet, args.heads)
-        elif args.kind == "landmarks":
-            out = convert_landmarks(args.src, args.dst)
-        else:
-            out = convert_identity(args.src, args.dst)
-    except SFDError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"wrote {out}")
-    return 0
+            return f"wrote {convert_lpips(args.dst, args.alexnet, args.heads)}"
+        if args.kind == "landmarks":
+            return f"wrote {convert_landmarks(args.src, args.dst)}"
+        return f"wrote {convert_identity(args.src, args.dst)}"
+
+    return run_command(convert)
 
 
 if __name__ == "__main__":

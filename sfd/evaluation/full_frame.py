@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import SFDError
+from ..errors import run_command
 from ..media import VideoReader, read_video
 from .evaluator import as_pipeline
 from .metrics import l1, psnr
@@ -68,20 +68,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-crop", action="store_true", help="take whole frames (already-cropped clips)")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
-    try:
+    def run() -> str:
         pipeline, _ = as_pipeline(args.weights, crop=not args.no_crop)
         rows = [full_frame_reconstruction(pipeline, v, args.max_frames, crop=not args.no_crop) for v in args.videos]
-    except SFDError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print("| clip | frames | L1 | baseline L1 | PSNR | baseline PSNR |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for r in rows:
-        print(f"| {r['video']} | {r['frames']} | {r['l1']:.4f} | {r['baseline_l1']:.4f} | {r['psnr']:.2f} | "
-              f"{r['baseline_psnr']:.2f} |")
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
-    return 0
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=2))
+        return "\n".join(["| clip | frames | L1 | baseline L1 | PSNR | baseline PSNR |",
+                          "| --- | ---: | ---: | ---: | ---: | ---: |"]
+                         + [f"| {r['video']} | {r['frames']} | {r['l1']:.4f} | {r['baseline_l1']:.4f} | "
+                            f"{r['psnr']:.2f} | {r['baseline_psnr']:.2f} |" for r in rows])
+
+    return run_command(run)
 
 
 if __name__ == "__main__":

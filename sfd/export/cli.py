@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from ..errors import SFDError
+from ..errors import run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,14 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .exporter import export
 
-    try:
+    def run() -> str:
         out = export(args.checkpoint, args.out_dir, eval_json=args.eval_json, detector_weights=args.detector_weights,
                      calibration=args.calibration, license=args.license, datasets=args.datasets,
                      model_name=args.name, fp16=not args.no_fp16, overwrite=args.overwrite, push=args.push,
                      private=args.private or None, card_template=args.card_template, notes=args.notes)
-    except SFDError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    print(f"wrote {out}: {', '.join(files)}" + (f"; uploaded to {args.push}" if args.push else ""))
-    return 0
+        files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+        return f"wrote {out}: {', '.join(files)}" + (f"; uploaded to {args.push}" if args.push else "")
+
+    return run_command(run)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from sfd.errors import SFDError, WeightsError
+from sfd.errors import WeightsError, run_command
 from sfd.face.retinaface import build_retinaface_network, match_state_dict
 
 
@@ -74,13 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("src", help="the .pth checkpoint (e.g. detection_Resnet50_Final.pth)")
     parser.add_argument("dst", help="the .safetensors file to write (e.g. detector/retinaface_resnet50.safetensors)")
     args = parser.parse_args(argv)
-    try:
-        out = convert_retinaface(args.src, args.dst)
-    except SFDError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {out}")
-    return 0
+    return run_command(lambda: f"wrote {convert_retinaface(args.src, args.dst)}")
 
 
 if __name__ == "__main__":

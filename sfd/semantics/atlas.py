@@ -15,10 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import SFDError
+from ..errors import SFDError, run_command
 from .calibration import Calibration
 from .direction_atlas import DEFAULT_K_STD, DEFAULT_PREVIEW_SIZE, DEFAULT_PREVIEW_STEPS, build_atlas
-from .face_samples import FaceSampler
+from .face_samples import pipeline_and_sampler
 from .weights_files import local_weights_folder
 
 DEFAULT_MAX_FACES = 4
@@ -50,18 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from ..pipeline import SFDPipeline
-
     start = time.perf_counter()
-    try:
+
+    def run() -> str:
         if args.faces is None:
             raise SFDError("no faces to measure the directions on: pass --faces DATA (a folder of portraits "
                            "or videos, e.g. the calibration data)")
         out = Path(args.out) if args.out is not None else local_weights_folder(args.weights)
-        pipeline = SFDPipeline.from_pretrained(args.weights, revision=args.revision, device=args.device,
-                                               detector=args.detector)
-        sampler = FaceSampler(pipeline.face_detector, pipeline.size, args.frames_per_video,
-                              crop_faces=not args.no_crop)
+        pipeline, sampler = pipeline_and_sampler(args)
         faces = list(sampler.crops(args.faces, max_faces=args.max_faces))
         if not faces:
             raise SFDError(f"no face found in {args.faces}")
@@ -69,14 +65,12 @@ def main(argv: list[str] | None = None) -> int:
         atlas = build_atlas(pipeline.model, faces, calibration, k_std=args.k_std,
                             preview_steps=args.preview_steps, preview_size=args.preview_size)
         path = atlas.save(out)
-    except SFDError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    for d in atlas.directions:
-        print(f"{d.index:3d}  {atlas.label(d.index):<14s} {d.group}")
-    print(f"wrote {path} and {len(atlas.previews)} previews in {out / 'atlas'}: {len(faces)} faces, "
-          f"steps from the {atlas.spread}, in {time.perf_counter() - start:.1f} s")
-    return 0
+        lines = [f"{d.index:3d}  {atlas.label(d.index):<14s} {d.group}" for d in atlas.directions]
+        lines.append(f"wrote {path} and {len(atlas.previews)} previews in {out / 'atlas'}: {len(faces)} faces, "
+                     f"steps from the {atlas.spread}, in {time.perf_counter() - start:.1f} s")
+        return "\n".join(lines)
+
+    return run_command(run)
 
 
 if __name__ == "__main__":

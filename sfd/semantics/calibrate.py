@@ -13,9 +13,9 @@ import logging
 import sys
 import time
 
-from ..errors import SFDError
+from ..errors import run_command
 from .calibration import CALIBRATION_FILENAME, calibrate
-from .face_samples import FaceSampler
+from .face_samples import pipeline_and_sampler
 from .weights_files import local_weights_folder
 
 DEFAULT_MAX_FACES = 1000
@@ -45,25 +45,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from ..pipeline import SFDPipeline
-
     start = time.perf_counter()
-    try:
+
+    def run() -> str:
         # --out may name the file or a folder to put calibration.json in.
         out = args.out if args.out is not None else local_weights_folder(args.weights)
-        pipeline = SFDPipeline.from_pretrained(args.weights, revision=args.revision, device=args.device,
-                                               detector=args.detector)
-        sampler = FaceSampler(pipeline.face_detector, pipeline.size, args.frames_per_video,
-                              crop_faces=not args.no_crop)
+        pipeline, sampler = pipeline_and_sampler(args)
         calibration = calibrate(pipeline, args.data, max_faces=args.max_faces, batch_size=args.batch_size,
                                 sampler=sampler)
         path = calibration.save(out)
-    except SFDError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"wrote {path}: {calibration.num_faces} faces, {len(sampler.skipped)} files or frames skipped, "
-          f"in {time.perf_counter() - start:.1f} s; face detector: {pipeline.face_detector.name}")
-    return 0
+        return (f"wrote {path}: {calibration.num_faces} faces, {len(sampler.skipped)} files or frames skipped, "
+                f"in {time.perf_counter() - start:.1f} s; face detector: {pipeline.face_detector.name}")
+
+    return run_command(run)
 
 
 if __name__ == "__main__":

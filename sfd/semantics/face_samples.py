@@ -158,3 +158,14 @@ class FaceSampler:
     def _skip(self, name: str, reason: str, level: int) -> None:
         self.skipped.append((name, reason))
         log.log(level, "skipping %s: %s", name, reason)
+
+
+def pipeline_and_sampler(args):
+    """The pipeline of the weights and a face sampler, from the options the semantics commands share
+    (weights, revision, device, detector, frames_per_video, no_crop)."""
+    from ..pipeline import SFDPipeline
+
+    pipeline = SFDPipeline.from_pretrained(args.weights, revision=args.revision, device=args.device,
+                                           detector=args.detector)
+    return pipeline, FaceSampler(pipeline.face_detector, pipeline.size, args.frames_per_video,
+                                 crop_faces=not args.no_crop)

@@ -15,11 +15,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import sys
 
 import yaml
 
-from sfd.errors import SFDError
+from sfd.errors import SFDError, run_command
 
 from .config import TrainingConfig, field_types
 
@@ -83,14 +82,17 @@ def main(argv: list[str] | None = None) -> int:
     """Run training from the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        config = config_from_args(args)
+    result = None
+
+    def run() -> None:
+        nonlocal result
         from .trainer import train
 
-        result = train(config)
-    except (SFDError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        result = train(config_from_args(args))
+
+    status = run_command(run, errors=(SFDError, ValueError))
+    if status:
+        return status
     from accelerate import PartialState
 
     if not PartialState().is_main_process:  # one summary per run, not one per process

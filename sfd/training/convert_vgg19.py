@@ -9,12 +9,11 @@ feature layers up to relu5_1 are kept (about 80 MB instead of 550 MB).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
-from sfd.errors import WeightsError
+from sfd.errors import WeightsError, run_command
 
 from .vgg19_perceptual_loss import vgg19_features
 
@@ -42,13 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("pth", type=Path, help="torchvision's vgg19 weights, e.g. vgg19-dcbb9e9d.pth")
     parser.add_argument("out", type=Path, help="the .safetensors file to write")
     args = parser.parse_args(argv)
-    try:
-        path = convert_vgg19(args.pth, args.out)
-    except WeightsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"wrote {path}")
-    return 0
+    return run_command(lambda: f"wrote {convert_vgg19(args.pth, args.out)}")
 
 
 if __name__ == "__main__":
