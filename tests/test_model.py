@@ -228,3 +228,8 @@ def test_tiny_model_learns_to_reenact_two_real_frames(faces_dir):
     with torch.no_grad():
         end = (model(source, driving).image - driving).abs().mean().item()
     assert end < 0.5 * start, f"L1 went from {start:.4f} to {end:.4f}"
+
+
+def test_loading_from_a_missing_folder_is_a_weights_error(tmp_path):
+    with pytest.raises(WeightsError, match="cannot load SFD weights from"):
+        SFDModel.from_pretrained(tmp_path / "absent")

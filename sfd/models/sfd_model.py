@@ -134,8 +134,9 @@ class SFDModel(ModelMixin, ConfigMixin):
         want_info = kwargs.pop("output_loading_info", False)
         try:
             model, info = super().from_pretrained(pretrained_model_name_or_path, output_loading_info=True, **kwargs)
-        except ValueError as error:  # diffusers reports mis-shaped tensors as ValueError
-            raise WeightsError(f"cannot load SFD weights from {pretrained_model_name_or_path}: {error}") from error
+        except (ValueError, OSError) as error:  # mis-shaped tensors; a missing folder or unreachable Hub repo
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise WeightsError(f"cannot load SFD weights from {pretrained_model_name_or_path}: {first_line}") from error
         problems = []
         for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
             if info.get(kind):
