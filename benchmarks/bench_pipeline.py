@@ -6,7 +6,8 @@
    10-second and a 60-second driver made by looping a shared clip: streaming means the long one
    stays within 10 % of the short one.
 2. Throughput in frames per second end to end (decode + face crop + model + paste-back + encode)
-   beside the model alone (driving encode + generate on ready crops), tiny and vox256 presets.
+   beside the model alone (driving encode + generate on ready crops), tiny and vox256 presets,
+   and for tiny also without detail transfer (paste-back of the upsampled model-size face).
 Random weights: speed and memory do not depend on what the weights are.
 """
 
@@ -33,7 +34,7 @@ def loop_clip(src: Path, dst: Path, seconds: float) -> Path:
     return dst
 
 
-def child(preset: str, source: str, driving: str, output: str, model_only: bool) -> None:
+def child(preset: str, source: str, driving: str, output: str, model_only: bool, detail: bool) -> None:
     """Runs in its own process; prints one JSON line."""
     import torch
 
@@ -43,7 +44,7 @@ def child(preset: str, source: str, driving: str, output: str, model_only: bool)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as weights:
         SFDModel.from_preset(preset).save_pretrained(weights)
-        pipe = SFDPipeline.from_pretrained(weights, device="cpu")
+        pipe = SFDPipeline.from_pretrained(weights, device="cpu", detail_transfer=detail)
     result = {"preset": preset, "driving_seconds": probe_video(driving).duration}
     start = time.perf_counter()
     pipe.animate(source, driving, output, crop_driving=True)
@@ -76,11 +77,11 @@ def run_child(*args: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--faces", type=Path, default=DEFAULT_FACES)
-    parser.add_argument("--child", nargs=5, metavar=("PRESET", "SOURCE", "DRIVING", "OUTPUT", "MODEL_ONLY"))
+    parser.add_argument("--child", nargs=6, metavar=("PRESET", "SOURCE", "DRIVING", "OUTPUT", "MODEL_ONLY", "DETAIL"))
     args = parser.parse_args()
     if args.child:
-        preset, source, driving, output, model_only = args.child
-        child(preset, source, driving, output, model_only == "1")
+        preset, source, driving, output, model_only, detail = args.child
+        child(preset, source, driving, output, model_only == "1", detail == "1")
         return
     source = str(args.faces / "liveportrait" / "source" / "s0.jpg")
     clip = args.faces / "liveportrait" / "driving" / "d3.mp4"
@@ -92,16 +93,21 @@ def main() -> None:
         print("memory (tiny preset, crop + paste-back + audio, 512x512 driver, 600x704 source):")
         rss = {}
         for name, path in (("10 s", short), ("60 s", long)):
-            r = run_child("tiny", source, str(path), str(tmp / f"out_{name[:2]}.mp4"), "0")
+            r = run_child("tiny", source, str(path), str(tmp / f"out_{name[:2]}.mp4"), "0", "1")
             rss[name] = r["peak_rss_mib"]
             print(f"  {name} driver ({r['frames']} frames): peak RSS {r['peak_rss_mib']:.0f} MiB, "
                   f"{r['end_to_end_fps']:.1f} frames/s")
         print(f"  60 s / 10 s peak memory: {rss['60 s'] / rss['10 s']:.3f}")
         print("throughput (4 s driver, 120 frames):")
-        for preset in ("tiny", "vox256"):
-            r = run_child(preset, source, str(clip4), str(tmp / f"out_{preset}.mp4"), "1")
-            print(f"  {preset:<7} end to end {r['end_to_end_fps']:.2f} frames/s, model only {r['model_only_fps']:.2f} "
-                  f"frames/s (end-to-end / model-only = {r['end_to_end_fps'] / r['model_only_fps']:.2f})")
+        fps = {}
+        for preset, detail in (("tiny", "1"), ("tiny", "0"), ("vox256", "1")):
+            r = run_child(preset, source, str(clip4), str(tmp / f"out_{preset}.mp4"), "1", detail)
+            fps[preset, detail] = r["end_to_end_fps"]
+            label = preset + ("" if detail == "1" else ", no detail transfer")
+            print(f"  {label:<31} end to end {r['end_to_end_fps']:.2f} frames/s, model only "
+                  f"{r['model_only_fps']:.2f} frames/s (end-to-end / model-only = "
+                  f"{r['end_to_end_fps'] / r['model_only_fps']:.2f})")
+        print(f"  tiny end to end, with / without detail transfer: {fps['tiny', '1'] / fps['tiny', '0']:.2f}")
 
 
 if __name__ == "__main__":

@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--absolute", action="store_true", help="absolute instead of relative motion")
     a.add_argument("--no-crop-driving", action="store_true", help="driving video is already face-cropped")
     a.add_argument("--no-paste-back", action="store_true", help="output the face crop only")
+    a.add_argument("--no-detail", action="store_true",
+                   help="paste back the model-size face upsampled, without the source's own fine detail")
     a.add_argument("--no-audio", action="store_true", help="do not copy the driving video's audio")
     a.add_argument("--smoothing", type=float, default=0.0, help="motion smoothing strength in [0, 1)")
     a.add_argument("--batch-size", type=int, default=8)
@@ -78,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--motion", nargs="*", default=[], metavar="I=V", help="motion coefficient offsets, e.g. 3=1.5")
     e.add_argument("--identity", nargs="*", default=[], metavar="I=V", help="identity coefficient offsets")
     e.add_argument("--no-paste-back", action="store_true", help="output the face crop only")
+    e.add_argument("--no-detail", action="store_true",
+                   help="paste back the model-size face upsampled, without the source's own fine detail")
 
     d = sub.add_parser("descriptors", help="print a face's identity and motion descriptors as JSON")
     d.add_argument("--source", required=True, help="portrait (image file)")
@@ -94,7 +98,8 @@ def run(args) -> str:
     from .media import probe_video, save_image
     from .pipeline import SFDPipeline
 
-    pipe = SFDPipeline.from_pretrained(args.weights or None, revision=args.revision, device=args.device)
+    pipe = SFDPipeline.from_pretrained(args.weights or None, revision=args.revision, device=args.device,
+                                       detail_transfer=not getattr(args, "no_detail", False))
     start = time.perf_counter()
     if args.command == "animate":
         from tqdm import tqdm

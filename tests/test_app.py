@@ -35,6 +35,8 @@ from sfd.app import (  # noqa: E402
     slider_layout,
 )
 from sfd.app import ui as app_ui  # noqa: E402
+from sfd.app import weights as app_weights  # noqa: E402
+from sfd.app.weights import BUNDLED_TRAINED_NAME  # noqa: E402
 from sfd.semantics.calibration import Calibration  # noqa: E402
 from sfd.errors import SFDError  # noqa: E402
 from sfd.face import load_face_detector  # noqa: E402
@@ -265,7 +267,8 @@ def test_page_shows_both_tabs_and_a_slider_move_updates_the_image(served, tmp_pa
 
 
 # ---------------------------------------------------------------------- weights, calibration, settings
-def test_without_weights_the_bundled_default_runs_and_says_so():
+def test_without_the_bundled_weights_a_seeded_untrained_model_runs_and_says_so(monkeypatch, tmp_path):
+    monkeypatch.setattr(app_weights, "BUNDLED_WEIGHTS", tmp_path / "absent")  # a checkout without them
     first, second = bundled_default("cpu"), bundled_default("cpu")
     assert first.name.startswith(BUNDLED_NAME) and not first.trained and first.problem is None
     for a, b in zip(first.pipeline.model.parameters(), second.pipeline.model.parameters()):
@@ -276,7 +279,7 @@ def test_without_weights_the_bundled_default_runs_and_says_so():
 @pytest.mark.parametrize("weights", ["/nonexistent/sfd-weights", "nobody/no-such-sfd-weights"])
 def test_weights_that_fail_to_load_fall_back_and_the_page_says_why(weights):
     loaded = load_weights(weights, device="cpu")  # the Hub is offline here (HF_HUB_OFFLINE=1)
-    assert loaded.name.startswith(BUNDLED_NAME)
+    assert loaded.name.startswith(BUNDLED_TRAINED_NAME) and loaded.trained
     assert loaded.problem.startswith(f"SFD_WEIGHTS={weights} could not be loaded (")
     header = app_ui.header_markdown(loaded, AppSettings())
     assert "**Note:**" in header and loaded.problem in header

@@ -356,3 +356,29 @@ def test_cli_writes_json_and_markdown_and_prints_the_table(weights, data_root, t
     assert "| SFD tiny |" in printed
     assert results["cross_identity"]["id_sim"]["reason"] == "cross-identity needs at least two test videos"
     assert main([str(weights), str(tmp_path / "nowhere")]) == 2
+
+
+def test_full_frame_scores_against_the_do_nothing_baseline_and_draws_the_figure(faces_dir, tmp_path):
+    from sfd import SFDPipeline
+    from sfd.evaluation.full_frame import full_frame_reconstruction, main as full_frame_main, reenactment_figure
+
+    clip = faces_dir / "lia-vox" / "driving2.mp4"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = SFDModel.from_preset("tiny")
+    pipe = SFDPipeline(model, None, device="cpu")
+    result = full_frame_reconstruction(pipe, clip, max_frames=12, crop=False, keep_frames=[3, 9])
+    frames = read_video(clip, max_frames=12)[0]
+    assert result["frames"] == 11
+    # The untrained model reproduces its source and detail transfer restores the full-size pixels:
+    # it scores (almost) exactly the do-nothing baseline.
+    assert result["l1"] == pytest.approx(result["baseline_l1"], abs=5e-4)
+    assert np.array_equal(result["kept"][0][0], frames[3]) and np.array_equal(result["kept"][1][0], frames[9])
+    figure = reenactment_figure(result["source"], result["kept"], height=100, gap=4)
+    assert figure.shape == (2 * 100 + 4, 3 * 100 + 2 * 4, 3)
+    with pytest.raises(SFDError, match="no frame 40"):
+        full_frame_reconstruction(pipe, clip, max_frames=12, crop=False, keep_frames=[40])
+    out = tmp_path / "figure.png"
+    # Bad weights: exit status 2 with a message, no traceback and no figure.
+    assert full_frame_main([str(tmp_path / "none"), str(clip), "--figure", str(out)]) == 2
+    assert not out.exists()

@@ -121,6 +121,41 @@ def test_export_writes_a_hub_ready_folder_of_the_ema_weights(exported, checkpoin
     assert json.loads((exported / "calibration.json").read_text())["motion"]["std"] == [1.0] * 20
 
 
+def test_fp16_only_export_with_an_atlas_loads_without_naming_the_variant(checkpoint, tmp_path):
+    atlas_dir = tmp_path / "atlas-source"
+    (atlas_dir / "atlas").mkdir(parents=True)
+    (atlas_dir / "atlas" / "direction_00.png").write_bytes(b"png")
+    directions = [{"index": 0, "name": "yaw", "group": "Head", "measurements": {}, "preview": "atlas/direction_00.png"}]
+    (atlas_dir / "atlas.json").write_text(json.dumps({"version": 1, "directions": directions}))
+    results = evaluation_results()
+    results["weights"], results["dataset"]["root"] = "/home/me/runs/tiny", "/data/voxceleb"
+    (tmp_path / "evaluation.json").write_text(json.dumps(results))
+    out = export(checkpoint, tmp_path / "small", fp16_only=True, atlas=atlas_dir / "atlas.json",
+                 eval_json=tmp_path / "evaluation.json")
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert files == ["README.md", "atlas.json", "atlas/direction_00.png", "config.json",
+                     "diffusion_pytorch_model.fp16.safetensors", "evaluation.json"]
+    # Nothing about the exporting machine's folders is published.
+    published = json.loads((out / "evaluation.json").read_text())
+    assert published["weights"] == "tiny" and published["dataset"]["root"] == "voxceleb"
+    assert published["same_identity"] == results["same_identity"]
+    assert "_name_or_path" not in json.loads((out / "config.json").read_text())
+    card = (out / "README.md").read_text()
+    assert "float16 only" in card and "float32 weights" not in card and "`atlas.json`" in card
+    ema = SFDModel.from_pretrained(checkpoint / "ema")
+    model = SFDModel.from_pretrained(out)  # no variant named: the float16 file is what there is
+    assert model.dtype == torch.float32
+    for (name, a), b in zip(ema.state_dict().items(), model.state_dict().values()):
+        assert torch.equal(a.half().float(), b), name
+    assert SFDPipeline.from_pretrained(out, device="cpu").size == 64
+    with pytest.raises(SFDError, match="would store no weights"):
+        export(checkpoint, tmp_path / "none", fp16_only=True, fp16=False)
+    (atlas_dir / "atlas" / "direction_00.png").unlink()
+    with pytest.raises(SFDError, match="names the preview atlas/direction_00.png"):
+        export(checkpoint, tmp_path / "broken", atlas=atlas_dir / "atlas.json")
+    assert not (tmp_path / "broken").exists()
+
+
 def test_exported_folder_loads_in_the_pipeline_with_its_detector(exported):
     pipe = SFDPipeline.from_pretrained(exported, device="cpu")
     assert pipe.face_detector.name.lower().startswith("retinaface")

@@ -233,9 +233,29 @@ def test_descriptor_losses():
     a = torch.randn(4, 10, requires_grad=True)
     assert identity_consistency_loss(a, a.detach()).item() == 0
     loss = appearance_consistency_loss(a, a.detach() + 1)
-    assert loss.item() == pytest.approx(1.0)
+    spread = torch.cat((a, a + 1)).var(dim=0, correction=0).mean()
+    assert loss.item() == pytest.approx(1.0 / spread.item(), rel=1e-5)
     loss.backward()
     assert a.grad.abs().sum() > 0
+    # Unrelated descriptors of the same spread score 2.
+    unrelated = identity_consistency_loss(torch.randn(8192, 10), torch.randn(8192, 10))
+    assert unrelated.item() == pytest.approx(2.0, abs=0.05)
+
+
+@pytest.mark.parametrize("loss_fn", [identity_consistency_loss, appearance_consistency_loss])
+def test_descriptor_losses_cannot_be_lowered_by_shrinking_the_descriptors(loss_fn):
+    # Plain squared distances collapsed the motion descriptors of real runs towards zero.
+    a = torch.randn(16, 20)
+    b = a + 0.3 * torch.randn(16, 20)
+    base = loss_fn(a, b).item()
+    for scale in (0.01, 3.0):
+        assert loss_fn(scale * a, scale * b).item() == pytest.approx(base, rel=1e-3)  # up to SPREAD_EPS
+    scale = torch.tensor(1.0, requires_grad=True)
+    loss_fn(scale * a, scale * b).backward()
+    assert abs(scale.grad.item()) < 1e-5 * base
+    moved = torch.randn(16, 20, requires_grad=True)
+    loss_fn(moved, moved.detach() + 0.1).backward()  # agreement still has a gradient
+    assert moved.grad.abs().sum() > 0
 
 
 def test_perceptual_loss_pyramid_and_weights_file(tmp_path):

@@ -1,7 +1,6 @@
 """Which weights the app runs: SFD_WEIGHTS when they load, else the bundled default.
 
-`load_weights` is the one place that decides; the issue that ships trained weights replaces
-`bundled_default` and nothing else.
+`load_weights` is the one place that decides.
 """
 
 from __future__ import annotations
@@ -26,8 +25,8 @@ log = logging.getLogger(__name__)
 BUNDLED_PRESET = "tiny"
 BUNDLED_SEED = 0  # the untrained default is the same model on every start and machine
 BUNDLED_NAME = "untrained tiny preset: no trained weights are bundled yet; faces will barely move"
-BUNDLED_TRAINED_NAME = ("bundled demo model sfd-demo64: a small 64 px model trained briefly on a few clips, "
-                        "not the paper's; expect blurry, small motions")
+BUNDLED_TRAINED_NAME = ("bundled demo model sfd-demo64: a small 64 px model trained briefly on a CPU on "
+                        "13 clips, not the paper's; expect small, imprecise motions")
 
 
 @dataclass

@@ -22,7 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--license", default="apache-2.0", help="Hub licence id of the weights (default: apache-2.0)")
     p.add_argument("--datasets", nargs="*", default=[], metavar="NAME[=LICENCE]", help="training datasets")
     p.add_argument("--name", default=None, help="model name in the card (default: repo or folder name)")
+    p.add_argument("--atlas", default=None, help="atlas.json from python -m sfd atlas (its previews beside it)")
     p.add_argument("--no-fp16", action="store_true", help="skip the float16 variant")
+    p.add_argument("--fp16-only", action="store_true", help="store only the float16 variant (half the size)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR")
     p.add_argument("--notes", default=None, help="markdown file about these weights, shown near the top of the card")
     p.add_argument("--card-template", default=None, help="another model card template (Jinja2 markdown)")
@@ -37,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         out = export(args.checkpoint, args.out_dir, eval_json=args.eval_json, detector_weights=args.detector_weights,
                      calibration=args.calibration, license=args.license, datasets=args.datasets,
                      model_name=args.name, fp16=not args.no_fp16, overwrite=args.overwrite, push=args.push,
-                     private=args.private or None, card_template=args.card_template, notes=args.notes)
+                     private=args.private or None, card_template=args.card_template, notes=args.notes,
+                     fp16_only=args.fp16_only, atlas=args.atlas)
         files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
         return f"wrote {out}: {', '.join(files)}" + (f"; uploaded to {args.push}" if args.push else "")
 

@@ -3,10 +3,11 @@
 The folder holds what `SFDPipeline.from_pretrained` and `SFDModel.from_pretrained` read:
 
     config.json                                  the model's config (diffusers layout)
-    diffusion_pytorch_model.safetensors          float32 weights
+    diffusion_pytorch_model.safetensors          float32 weights (left out with fp16_only)
     diffusion_pytorch_model.fp16.safetensors     float16 weights (variant="fp16")
     detector/retinaface_resnet50.safetensors     the face detector, when given
     calibration.json                             descriptor statistics for the sliders, when given
+    atlas.json, atlas/*.png                      named motion directions and their previews, when given
     evaluation.json                              the evaluation results, when given
     README.md                                    the model card
 
@@ -27,6 +28,7 @@ import torch
 from ..errors import SFDError, WeightsError
 from ..face import RETINAFACE_FILENAME
 from ..models import SFDModel
+from ..semantics.direction_atlas import ATLAS_FILENAME
 from .checkpoint import find_model_folder
 from .model_card import parse_datasets, render_model_card
 from .publish import push_to_hub
@@ -72,6 +74,42 @@ def _check_detector(path: str | Path) -> Path:
     return path
 
 
+def _drop_local_path(config_file: Path) -> None:
+    """diffusers records where a model was loaded from (`_name_or_path`): not for publishing."""
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    if config.pop("_name_or_path", None) is not None:
+        config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _without_local_paths(evaluation: dict) -> dict:
+    """The evaluation results with the folders of the evaluating machine reduced to their names."""
+    evaluation = copy.deepcopy(evaluation)
+    if isinstance(evaluation.get("weights"), str):
+        evaluation["weights"] = Path(evaluation["weights"]).name
+    dataset = evaluation.get("dataset")
+    if isinstance(dataset, dict) and isinstance(dataset.get("root"), str):
+        dataset["root"] = Path(dataset["root"]).name
+    return evaluation
+
+
+def _atlas_files(atlas: str | Path) -> dict[str, Path]:
+    """`{name in the export: file}` for an atlas.json and the preview images it names."""
+    path = Path(atlas).expanduser()
+    data = _read_json(path, "direction atlas")
+    directions = data.get("directions") if isinstance(data, dict) else None
+    if not isinstance(directions, list):
+        raise SFDError(f"{path} is not a direction atlas (python -m sfd atlas writes one): it has no directions")
+    files = {ATLAS_FILENAME: path}
+    for direction in directions:
+        preview = direction.get("preview") if isinstance(direction, dict) else None
+        if preview:
+            source = path.parent / preview
+            if not source.is_file():
+                raise SFDError(f"the atlas {path} names the preview {preview}, which is not at {source}")
+            files[Path(preview).as_posix()] = source
+    return files
+
+
 def _save_fp16(model: SFDModel, out: Path) -> None:
     """The float16 variant; an error when a weight does not fit in float16 rather than an inf in the file."""
     # A cast copy: loading with torch_dtype=float16 would build the model in float16 first, whose
@@ -88,7 +126,8 @@ def export(checkpoint: str | Path, out_dir: str | Path, *, eval_json: str | Path
            detector_weights: str | Path | None = None, calibration: str | Path | None = None,
            license: str = "apache-2.0", datasets=(), model_name: str | None = None, fp16: bool = True,
            overwrite: bool = False, push: str | None = None, private: bool | None = None, api=None,
-           card_template: str | Path | None = None, notes: str | Path | None = None) -> Path:
+           card_template: str | Path | None = None, notes: str | Path | None = None, fp16_only: bool = False,
+           atlas: str | Path | None = None) -> Path:
     """Write a Hub-ready weights folder to `out_dir` (and upload it with `push=REPO_ID`); returns `out_dir`.
 
     Args:
@@ -98,6 +137,7 @@ def export(checkpoint: str | Path, out_dir: str | Path, *, eval_json: str | Path
             into the model card's table and `model-index`.
         detector_weights: RetinaFace weights (.safetensors), stored as `detector/retinaface_resnet50.safetensors`.
         calibration: descriptor calibration (JSON), stored as `calibration.json`.
+        atlas: an `atlas.json` from `python -m sfd atlas`; stored with the preview images it names.
         license: the Hub licence id of the weights (front matter `license`).
         datasets: training datasets, `NAME` or `NAME=LICENCE` (known datasets get their licence filled in).
         model_name: the card's title and `model-index` name (default: the repo's or folder's name).
@@ -106,7 +146,10 @@ def export(checkpoint: str | Path, out_dir: str | Path, *, eval_json: str | Path
         card_template: another model card template (Jinja2 markdown).
         notes: a markdown file about these particular weights (what, how long, how well), shown
             near the top of the card as "About these weights".
+        fp16_only: store only the float16 variant (half the size; load it with variant="fp16").
     """
+    if fp16_only and not fp16:
+        raise SFDError("fp16_only (--fp16-only) and fp16=False (--no-fp16) together would store no weights")
     model_dir = find_model_folder(checkpoint)
     out = Path(out_dir).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
@@ -116,6 +159,7 @@ def export(checkpoint: str | Path, out_dir: str | Path, *, eval_json: str | Path
     evaluation = _read_json(eval_json, "evaluation results") if eval_json else None
     calibration_data = _read_json(calibration, "calibration file") if calibration else None
     detector = _check_detector(detector_weights) if detector_weights else None
+    atlas_files = _atlas_files(atlas) if atlas else {}
     dataset_info = parse_datasets(datasets)
     name = model_name or (push.split("/")[-1] if push else out.name)
 
@@ -123,7 +167,8 @@ def export(checkpoint: str | Path, out_dir: str | Path, *, eval_json: str | Path
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         model = SFDModel.from_pretrained(str(model_dir), torch_dtype=torch.float32)
-        model.save_pretrained(staging)
+        if not fp16_only:
+            model.save_pretrained(staging)
         if fp16:
             _save_fp16(model, staging)
         if detector is not None:
@@ -132,7 +177,12 @@ def export(checkpoint: str | Path, out_dir: str | Path, *, eval_json: str | Path
         if calibration_data is not None:
             (staging / CALIBRATION_FILENAME).write_text(json.dumps(calibration_data, indent=2) + "\n", encoding="utf-8")
         if evaluation is not None:
-            shutil.copyfile(eval_json, staging / EVALUATION_FILENAME)
+            (staging / EVALUATION_FILENAME).write_text(json.dumps(_without_local_paths(evaluation), indent=2) + "\n",
+                                                       encoding="utf-8")
+        for name, path in atlas_files.items():
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, staging / name)
+        _drop_local_path(staging / "config.json")
         files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
         card = render_model_card(model_name=name, repo_id=push, config=dict(model.config),
                                  parameters=sum(p.numel() for p in model.parameters()), license=license,

@@ -86,6 +86,12 @@ class FlowGenerator(nn.Module):
 
         With `return_flow`, also returns the final flow (B, 2, size/2 or size, ...) for analysis.
         """
+        rgb, flow, _ = self.decode(latent, features)
+        return (rgb, flow) if return_flow else rgb
+
+    def decode(self, latent: torch.Tensor, features: tuple[torch.Tensor, ...] | list[torch.Tensor]):
+        """`(rgb, flow, image_mask)`: the image, the final flow and, with the image-level warp, the
+        blend weight of the warped source image (B, 1, size, size; else None)."""
         image, pyramid = features[0], features[1:]
         by_resolution = {f.shape[-1]: f for f in pyramid}
         batch = latent.shape[0]
@@ -105,7 +111,8 @@ class FlowGenerator(nn.Module):
                 warped = warp(source, flow)
                 x = torch.lerp(x, warped, mask)  # warped * mask + x * (1 - mask)
             rgb = upsample2x(rgb) + self.to_rgbs[i](x, latent)
+        image_mask = None
         if self.image_warp:
-            flow, mask = self.flow_heads[-1](x, latent, flow)
-            rgb = torch.lerp(rgb, warp(image, flow), mask)
-        return (rgb, flow) if return_flow else rgb
+            flow, image_mask = self.flow_heads[-1](x, latent, flow)
+            rgb = torch.lerp(rgb, warp(image, flow), image_mask)
+        return rgb, flow, image_mask

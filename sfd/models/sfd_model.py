@@ -9,7 +9,9 @@ flow-warping generator decodes over the source's features (see ../shared/DESIGN.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -23,10 +25,17 @@ from .encoder import DescriptorEncoder, FeatureEncoder, channel_schedule
 from .generator import FlowGenerator
 from .layers import EqualLinear
 
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"  # diffusers' file names, float32 and the fp16 variant
+FP16_WEIGHTS_NAME = "diffusion_pytorch_model.fp16.safetensors"
+
 PRESETS: dict[str, dict] = {
-    # Tests and CPU smoke training: 64 px, about 1.4 M parameters.
+    # Tests and CPU smoke training: 64 px, about 1.75 M parameters.
     "tiny": dict(size=64, latent_dim=128, motion_dim=20, descriptor_size=64, channel_base=1024,
                  max_channels=128, descriptor_channel_base=1024, descriptor_max_channels=128, head_layers=2),
+    # The bundled demo model: 128 px, about 8.8 M parameters, so its float16 file stays under 20 MiB
+    # and a slider edit stays interactive on a CPU.
+    "demo128": dict(size=128, latent_dim=256, motion_dim=20, descriptor_size=128, channel_base=4096,
+                    max_channels=256, descriptor_channel_base=2048, descriptor_max_channels=192, head_layers=2),
     # The paper's size: 256 px with LIA-class capacity (about 45 M parameters); descriptors read a
     # 128 px copy of the frame, which makes a driving frame cheap.
     "vox256": dict(size=256, latent_dim=512, motion_dim=20, descriptor_size=128, channel_base=16384,
@@ -118,7 +127,8 @@ class SFDModel(ModelMixin, ConfigMixin):
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "SFDModel":
-        """A freshly initialised model of a named size: "tiny" (tests, CPU) or "vox256" (the paper's)."""
+        """A freshly initialised model of a named size: "tiny" (tests), "demo128" (the bundled demo) or "vox256"
+        (the paper's)."""
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
@@ -133,7 +143,7 @@ class SFDModel(ModelMixin, ConfigMixin):
         """
         want_info = kwargs.pop("output_loading_info", False)
         try:
-            model, info = super().from_pretrained(pretrained_model_name_or_path, output_loading_info=True, **kwargs)
+            model, info = cls._load_with_info(pretrained_model_name_or_path, kwargs)
         except (ValueError, OSError) as error:  # mis-shaped tensors; a missing folder or unreachable Hub repo
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise WeightsError(f"cannot load SFD weights from {pretrained_model_name_or_path}: {first_line}") from error
@@ -145,6 +155,26 @@ class SFDModel(ModelMixin, ConfigMixin):
             raise WeightsError(f"SFD weights at {pretrained_model_name_or_path} do not fit the model config: "
                                + "; ".join(problems))
         return (model, info) if want_info else model
+
+    @classmethod
+    def _load_with_info(cls, pretrained_model_name_or_path, kwargs: dict):
+        kwargs = {"use_safetensors": True, **kwargs}  # never fall back to a pickled .bin file
+        folder = Path(os.fspath(pretrained_model_name_or_path)).expanduser() / (kwargs.get("subfolder") or "")
+        if (kwargs.get("variant") is None and folder.is_dir() and not (folder / WEIGHTS_NAME).is_file()
+                and (folder / FP16_WEIGHTS_NAME).is_file()):
+            kwargs["variant"] = "fp16"  # a local folder with only the float16 file: say so up front
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, output_loading_info=True, **kwargs)
+        except OSError as error:
+            if kwargs.get("variant") is not None:
+                raise
+            # A folder that holds only the float16 variant (`export --fp16-only`, the bundled demo
+            # weights) is still these weights: load that file rather than fail.
+            try:
+                return super().from_pretrained(pretrained_model_name_or_path, output_loading_info=True,
+                                               **{**kwargs, "variant": "fp16"})
+            except (ValueError, OSError):
+                raise error from None
 
     @property
     def identity_dim(self) -> int:
@@ -206,8 +236,14 @@ class SFDModel(ModelMixin, ConfigMixin):
         return self.compose(identity, motion)
 
     # ------------------------------------------------------------------ decoding
-    def generate(self, latent: torch.Tensor, features: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """Images (B, 3, size, size) from latents (B, D) and a source's features (batch B or 1)."""
+    def generate(self, latent: torch.Tensor, features: tuple[torch.Tensor, ...], return_warp: bool = False):
+        """Images (B, 3, size, size) from latents (B, D) and a source's features (batch B or 1).
+
+        With `return_warp`: `(images, flow, image_mask)`, the final flow (grid_sample units) and the
+        weight of the warped source image in the output (None without the image-level warp).
+        """
+        if return_warp:
+            return self.generator.decode(latent, features)
         return self.generator(latent, features)
 
     def forward(self, source: torch.Tensor, driving: torch.Tensor, return_dict: bool = True):

@@ -21,6 +21,7 @@ from ..face import crop as crop_image
 from ..face import load_face_detector, paste_back
 from ..media import VideoReader, VideoWriter, load_image, probe_video
 from ..models import SFDModel
+from .detail_transfer import DetailLayer, add_detail, detail_layer, detail_layers
 from .motion_smoother import MotionSmoother
 from .source_face import SourceFace
 
@@ -47,8 +48,12 @@ class SFDPipeline:
     """
 
     def __init__(self, model: SFDModel, face_detector: FaceDetector | None = None,
-                 device: torch.device | str | None = None):
+                 device: torch.device | str | None = None, detail_transfer: bool = True):
+        """`detail_transfer`: paste faces back with the source's own fine detail, moved by the
+        model's flow, rather than the model-size face upsampled (see `detail_transfer`)."""
         self.device = torch.device(device) if device is not None else default_device()
+        # Needs the generator's image-level warp: its flow and mask say where the source moved to.
+        self.detail_transfer = detail_transfer and bool(model.config.image_warp)
         # channels_last: the convolution backends are markedly faster with it (benchmarks/).
         self.model = model.to(self.device).eval().to(memory_format=torch.channels_last)
         self.face_detector = face_detector
@@ -62,7 +67,7 @@ class SFDPipeline:
     @classmethod
     def from_pretrained(cls, weights: str | os.PathLike | None = None, revision: str | None = None,
                         device: torch.device | str | None = None, detector: str = "auto",
-                        variant: str | None = None) -> "SFDPipeline":
+                        variant: str | None = None, detail_transfer: bool = True) -> "SFDPipeline":
         """Load model weights from a local folder or a Hub repo id (with `revision`).
 
         No `weights`: the small demo model bundled with the package (`BUNDLED_WEIGHTS`). The face
@@ -78,7 +83,7 @@ class SFDPipeline:
         model = SFDModel.from_pretrained(str(weights), revision=revision, variant=variant,
                                          torch_dtype=torch.float32)
         face_detector = load_face_detector(str(weights), prefer=detector, device=device, revision=revision)
-        return cls(model, face_detector, device=device)
+        return cls(model, face_detector, device=device, detail_transfer=detail_transfer)
 
     # ------------------------------------------------------------------ helpers
     def _inference(self):
@@ -126,7 +131,9 @@ class SFDPipeline:
         face_crop = crop_image(pixels, box, self.size)
         with self._inference():
             descriptors = self.model.encode(self._to_tensor(face_crop[None]))
-        return SourceFace(image=pixels, box=box, crop=face_crop, descriptors=descriptors, detector=detector_name)
+        detail = detail_layer(pixels, box, face_crop, self.device) if self.detail_transfer else None
+        return SourceFace(image=pixels, box=box, crop=face_crop, descriptors=descriptors, detector=detector_name,
+                          detail=detail)
 
     def descriptors(self, image, crop: bool = True) -> dict[str, np.ndarray]:
         """The identity (D - N,) and motion (N,) descriptors of the face in `image`."""
@@ -148,8 +155,9 @@ class SFDPipeline:
         identity = self._offset(desc.identity, identity_offsets, "identity")
         motion = self._offset(desc.motion, motion_offsets, "motion")
         with self._inference():
-            out = self._to_uint8(self.model.generate(self.model.compose(identity, motion), desc.features))[0]
-        return self._paste(source, out) if paste_back else out
+            latent = self.model.compose(identity, motion)
+        faces, sharp = self._render(source, latent)
+        return self._paste(source, (faces if sharp is None else sharp)[0]) if paste_back else faces[0]
 
     @staticmethod
     def _offset(coefficients: torch.Tensor, offsets: Mapping[int, float] | None, kind: str) -> torch.Tensor:
@@ -195,20 +203,38 @@ class SFDPipeline:
                     desc = self.model.encode(self._to_tensor(crops))
                     identity = self._offset(desc.identity, identity_offsets, "identity")
                     motion = self._offset(desc.motion, motion_offsets, "motion")
-                    faces = self._to_uint8(self.model.generate(self.model.compose(identity, motion), desc.features))
-                writer.write(np.stack([paste_back(f, face, b) for f, face, b in zip(frames, faces, boxes)]))
+                    latent = self.model.compose(identity, motion)
+                # Each frame is its own source: crop, descriptors and detail.
+                detail = detail_layers(frames, boxes, crops, self.device) if self.detail_transfer else None
+                faces, sharp = self._generate(latent, desc.features, detail)
+                writer.write(np.stack([paste_back(f, face, b) for f, face, b
+                                       in zip(frames, faces if sharp is None else sharp, boxes)]))
                 done += len(frames)
                 if progress is not None:
                     progress(done, max(info.frame_count, done))
         return Path(output_path)
 
+    def _render(self, source: SourceFace, latent: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        """Model-size faces (uint8) for these latents, and with the source's detail layer the same
+        faces at paste resolution with that detail moved into them (else None)."""
+        return self._generate(latent, source.descriptors.features, source.detail)
+
+    def _generate(self, latent: torch.Tensor, features, detail: DetailLayer | None):
+        with self._inference():
+            if detail is None:
+                return self._to_uint8(self.model.generate(latent, features)), None
+            images, flow, image_mask = self.model.generate(latent, features, return_warp=True)
+            return self._to_uint8(images), self._to_uint8(add_detail(images, flow, image_mask, detail))
+
     def _paste(self, source: SourceFace, face: np.ndarray) -> np.ndarray:
+        """`face`: the model-size face, or the same at paste resolution with the source's detail."""
         return paste_back(source.image, face, source.box)
 
     # ------------------------------------------------------------------ animation
     def _animate_batches(self, source: SourceFace, driving_batches: Iterable[np.ndarray], relative: bool,
                          crop_driving: bool, smoothing: float, scale: float, offset_x: float, offset_y: float):
-        """Yields (driving frames, their crop boxes, animated model-size faces) per batch."""
+        """Yields (driving frames, their crop boxes, animated model-size faces, the same faces at
+        paste resolution with the source's detail or None) per batch."""
         tracker = FaceTracker(self._detector() if crop_driving else None, mode="smooth" if crop_driving else "full",
                               every=DETECT_EVERY, scale=scale, offset_x=offset_x, offset_y=offset_y)
         smoother = MotionSmoother(smoothing)
@@ -221,8 +247,8 @@ class SFDPipeline:
                 if relative and reference is None:
                     reference = motion[:1].clone()
                 latent = self.model.transfer_motion(source.descriptors, motion, reference if relative else None)
-                faces = self._to_uint8(self.model.generate(latent, source.descriptors.features))
-            yield frames, boxes, faces
+            faces, sharp = self._render(source, latent)
+            yield frames, boxes, faces, sharp
 
     def iter_animate(self, source: SourceFace, driving_batches: Iterable[np.ndarray], relative: bool = True,
                      crop_driving: bool = True, paste_back: bool = True, smoothing: float = 0.0,
@@ -233,9 +259,12 @@ class SFDPipeline:
         The first driving frame is the reference of relative motion; `crop_driving=False`
         takes each driving frame whole (for clips that are already face crops).
         """
-        for _, _, faces in self._animate_batches(source, driving_batches, relative, crop_driving, smoothing,
-                                                 scale, offset_x, offset_y):
-            yield np.stack([self._paste(source, f) for f in faces]) if paste_back else faces
+        for _, _, faces, sharp in self._animate_batches(source, driving_batches, relative, crop_driving, smoothing,
+                                                        scale, offset_x, offset_y):
+            if not paste_back:
+                yield faces
+            else:
+                yield np.stack([self._paste(source, f) for f in (faces if sharp is None else sharp)])
 
     def animate(self, source_image, driving_video: str | os.PathLike, output_path: str | os.PathLike, *,
                 relative: bool = True, crop: bool = True, crop_driving: bool = True, paste_back: bool = True,
@@ -263,9 +292,10 @@ class SFDPipeline:
                 panels = stack.enter_context(VideoWriter(side_by_side_path, info.fps, audio_source=audio,
                                                          keep_audio=keep_audio))
             try:
-                for frames, boxes, faces in self._animate_batches(source, reader, relative, crop_driving, smoothing,
-                                                                  scale, offset_x, offset_y):
-                    writer.write(np.stack([self._paste(source, f) for f in faces]) if paste_back else faces)
+                for frames, boxes, faces, sharp in self._animate_batches(source, reader, relative, crop_driving,
+                                                                         smoothing, scale, offset_x, offset_y):
+                    writer.write(np.stack([self._paste(source, f) for f in (faces if sharp is None else sharp)])
+                                 if paste_back else faces)
                     if panels is not None:
                         panels.write(np.stack([np.hstack([crop_image(frame, box, self.size), source.crop, face])
                                                for frame, box, face in zip(frames, boxes, faces)]))

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..face import CropBox
 from ..models import Descriptors
+from .detail_transfer import DetailLayer
 
 
 @dataclass
@@ -20,6 +21,8 @@ class SourceFace:
     crop:        the model-size crop, RGB uint8 (size, size, 3).
     descriptors: the encoded crop (identity, motion and the generator's source features).
     detector:    which face detector found the box ("none" when cropping was off).
+    detail:      the face's fine detail at paste resolution (see `detail_transfer`), or None when
+                 the face is no larger than the model's crop or detail transfer is off.
     """
 
     image: np.ndarray
@@ -27,6 +30,7 @@ class SourceFace:
     crop: np.ndarray
     descriptors: Descriptors
     detector: str
+    detail: DetailLayer | None = None
 
     @property
     def identity(self) -> np.ndarray:

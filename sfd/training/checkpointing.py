@@ -27,13 +27,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from sfd.errors import WeightsError
+from sfd.models.sfd_model import WEIGHTS_NAME as WEIGHTS_FILE  # diffusers' name: save_pretrained folders load
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "trainer_state.json"
 OPTIMIZERS_FILE = "optimizers.safetensors"
-WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"  # diffusers' name, so save_pretrained folders load
 
 
 # --------------------------------------------------------------------------- optimizer state <-> tensors

@@ -1,0 +1,82 @@
+"""Detail transfer: paste the animated face back at the source's resolution, not the model's.
+
+The model renders faces at its own size (64 px for the bundled demo, 256 px for vox256), while
+the face in a source photo is often several times larger: upsampled, the rendered face is
+blurred. The source crop's fine detail, i.e. the crop at paste resolution minus the model-size
+crop upsampled, is moved with the generator's final flow and added back where the output is a
+warp of the source image (the generator's image blend mask). A driver that does not move
+therefore gives back the source's own pixels, and a moving face keeps its texture.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..face import CropBox
+from ..face import crop as crop_image
+from ..models.generator import identity_grid
+
+# Detail is kept up to this crop side (px): larger faces are pasted from a crop of this size.
+MAX_DETAIL_SIDE = 1024
+
+
+@dataclass
+class DetailLayer:
+    """The fine detail of source faces: (1 or B, 3, side, side) float32, in the model's [-1, 1] units."""
+
+    residual: torch.Tensor
+
+    @property
+    def side(self) -> int:
+        return self.residual.shape[-1]
+
+
+def _to_model_units(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+    return x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+def _resize(x: torch.Tensor, side: int) -> torch.Tensor:
+    return F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)
+
+
+def detail_layer(image: np.ndarray, box: CropBox, model_crop: np.ndarray,
+                 device: torch.device | str = "cpu") -> DetailLayer | None:
+    """The detail of `image` inside `box` that the model-size `model_crop` of that box lacks.
+
+    None when the face is not larger on screen than the model's crop (nothing to add).
+    """
+    return detail_layers([image], [box], model_crop[None], device)
+
+
+def detail_layers(images, boxes, model_crops: np.ndarray, device: torch.device | str = "cpu") -> DetailLayer | None:
+    """`detail_layer` for a batch of frames (each with its own box), at the largest box's side."""
+    size = model_crops.shape[1]
+    side = min(round(max(box.side for box in boxes)), MAX_DETAIL_SIDE)
+    if side <= size:
+        return None
+    device = torch.device(device)
+    sharp = _to_model_units(np.stack([crop_image(image, box, side) for image, box in zip(images, boxes)]), device)
+    blurred = _resize(_to_model_units(model_crops, device), side)
+    return DetailLayer(residual=sharp - blurred)
+
+
+def add_detail(images: torch.Tensor, flow: torch.Tensor, image_mask: torch.Tensor,
+               detail: DetailLayer) -> torch.Tensor:
+    """Generated images (B, 3, size, size) at the detail's side with the source's detail added.
+
+    `flow` and `image_mask` come from `SFDModel.generate(..., return_warp=True)`: the detail is
+    warped like the source image and weighted like it in the output.
+    """
+    side = detail.side
+    images, flow, image_mask = images.float(), flow.float(), image_mask.float()
+    flow = _resize(flow, side)
+    grid = identity_grid(side, flow.device, flow.dtype) + flow.permute(0, 2, 3, 1)
+    residual = detail.residual.to(flow.device).expand(flow.shape[0], -1, -1, -1)
+    # Zero padding: no detail comes from outside the crop.
+    moved = F.grid_sample(residual, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return _resize(images, side) + _resize(image_mask, side) * moved
