@@ -146,7 +146,7 @@ def export(checkpoint: str | Path, out_dir: str | Path, *, eval_json: str | Path
         card_template: another model card template (Jinja2 markdown).
         notes: a markdown file about these particular weights (what, how long, how well), shown
             near the top of the card as "About these weights".
-        fp16_only: store only the float16 variant (half the size; load it with variant="fp16").
+        fp16_only: store only the float16 variant (half the size; `from_pretrained` finds it).
     """
     if fp16_only and not fp16:
         raise SFDError("fp16_only (--fp16-only) and fp16=False (--no-fp16) together would store no weights")

@@ -32,8 +32,9 @@ PRESETS: dict[str, dict] = {
     # Tests and CPU smoke training: 64 px, about 1.75 M parameters.
     "tiny": dict(size=64, latent_dim=128, motion_dim=20, descriptor_size=64, channel_base=1024,
                  max_channels=128, descriptor_channel_base=1024, descriptor_max_channels=128, head_layers=2),
-    # The bundled demo model: 128 px, about 8.8 M parameters, so its float16 file stays under 20 MiB
-    # and a slider edit stays interactive on a CPU.
+    # A demo size for a short GPU run: 128 px, about 8.8 M parameters, so its float16 file stays
+    # under 20 MiB and a slider edit stays interactive on a CPU (README, Limitations: 13 clips were
+    # too few for it).
     "demo128": dict(size=128, latent_dim=256, motion_dim=20, descriptor_size=128, channel_base=4096,
                     max_channels=256, descriptor_channel_base=2048, descriptor_max_channels=192, head_layers=2),
     # The paper's size: 256 px with LIA-class capacity (about 45 M parameters); descriptors read a
@@ -127,7 +128,7 @@ class SFDModel(ModelMixin, ConfigMixin):
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "SFDModel":
-        """A freshly initialised model of a named size: "tiny" (tests), "demo128" (the bundled demo) or "vox256"
+        """A freshly initialised model of a named size: "tiny" (tests, the bundled demo), "demo128" or "vox256"
         (the paper's)."""
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")

@@ -28,9 +28,9 @@ from .source_face import SourceFace
 # Sources larger than this (longest side, px) are downscaled on load: the face crop is the
 # model's size anyway, and the output video stays playable and fast to encode.
 MAX_SOURCE_SIDE = 2048
-# The small demo model that ships inside the package (fp16 only, to keep the package small).
+# The small demo model that ships inside the package (fp16 only, to keep the package small;
+# SFDModel.from_pretrained finds that file by itself).
 BUNDLED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "sfd-demo64"
-BUNDLED_VARIANT = "fp16"
 # Detect the face in every k-th driving frame; the smoothed box glides in between.
 DETECT_EVERY = 5
 
@@ -78,7 +78,7 @@ class SFDPipeline:
             if not BUNDLED_WEIGHTS.is_dir():
                 raise WeightsError(f"no SFD weights given and no bundled weights at {BUNDLED_WEIGHTS}: "
                                    "pass a local weights folder or a Hub repo id")
-            weights, variant = BUNDLED_WEIGHTS, BUNDLED_VARIANT
+            weights = BUNDLED_WEIGHTS
         device = torch.device(device) if device is not None else default_device()
         model = SFDModel.from_pretrained(str(weights), revision=revision, variant=variant,
                                          torch_dtype=torch.float32)
