@@ -156,7 +156,7 @@ class SFDPipeline:
         motion = self._offset(desc.motion, motion_offsets, "motion")
         with self._inference():
             latent = self.model.compose(identity, motion)
-        faces, sharp = self._render(source, latent)
+        faces, sharp = self._generate(latent, source.descriptors.features, source.detail)
         return self._paste(source, (faces if sharp is None else sharp)[0]) if paste_back else faces[0]
 
     @staticmethod
@@ -214,12 +214,10 @@ class SFDPipeline:
                     progress(done, max(info.frame_count, done))
         return Path(output_path)
 
-    def _render(self, source: SourceFace, latent: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
-        """Model-size faces (uint8) for these latents, and with the source's detail layer the same
-        faces at paste resolution with that detail moved into them (else None)."""
-        return self._generate(latent, source.descriptors.features, source.detail)
-
-    def _generate(self, latent: torch.Tensor, features, detail: DetailLayer | None):
+    def _generate(self, latent: torch.Tensor, features, detail: DetailLayer | None
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Model-size faces (uint8) for these latents, and with a detail layer the same faces at
+        paste resolution with that detail moved into them (else None)."""
         with self._inference():
             if detail is None:
                 return self._to_uint8(self.model.generate(latent, features)), None
@@ -247,7 +245,7 @@ class SFDPipeline:
                 if relative and reference is None:
                     reference = motion[:1].clone()
                 latent = self.model.transfer_motion(source.descriptors, motion, reference if relative else None)
-            faces, sharp = self._render(source, latent)
+            faces, sharp = self._generate(latent, source.descriptors.features, source.detail)
             yield frames, boxes, faces, sharp
 
     def iter_animate(self, source: SourceFace, driving_batches: Iterable[np.ndarray], relative: bool = True,

@@ -18,7 +18,7 @@ from pathlib import Path
 from ..errors import SFDError, run_command
 from .calibration import Calibration
 from .direction_atlas import DEFAULT_K_STD, DEFAULT_PREVIEW_SIZE, DEFAULT_PREVIEW_STEPS, build_atlas
-from .face_samples import pipeline_and_sampler
+from .face_samples import add_weights_and_face_arguments, pipeline_and_sampler
 from .weights_files import local_weights_folder
 
 DEFAULT_MAX_FACES = 4
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m sfd.semantics.atlas",
         description="Measure and name each motion direction of SFD weights (yaw, roll, mouth open, blink, ...) "
                     "and save the names and preview strips with the weights.")
-    parser.add_argument("weights", help="SFD weights: a local folder or a Hub repo id")
+    add_weights_and_face_arguments(parser, "faces")
     parser.add_argument("--faces", default=None,
                         help="a folder of face images and/or videos (or one file) to move along each direction")
     parser.add_argument("--out", default=None, help="output folder (default: WEIGHTS)")
@@ -40,10 +40,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"move faces to +-K standard deviations of each coefficient (default {DEFAULT_K_STD:g})")
     parser.add_argument("--preview-steps", type=int, default=DEFAULT_PREVIEW_STEPS, help="frames per preview strip")
     parser.add_argument("--preview-size", type=int, default=DEFAULT_PREVIEW_SIZE, help="side of a preview frame in px")
-    parser.add_argument("--no-crop", action="store_true", help="the faces are already aligned face crops")
-    parser.add_argument("--detector", default="auto", help="face detector: auto, retinaface, mtcnn or haar")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--revision", default=None, help="Hub revision of the weights")
     return parser
 
 

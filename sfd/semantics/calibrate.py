@@ -15,7 +15,7 @@ import time
 
 from ..errors import run_command
 from .calibration import CALIBRATION_FILENAME, calibrate
-from .face_samples import pipeline_and_sampler
+from .face_samples import add_weights_and_face_arguments, pipeline_and_sampler
 from .weights_files import local_weights_folder
 
 DEFAULT_MAX_FACES = 1000
@@ -27,17 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m sfd.semantics.calibrate",
         description="Measure the mean and spread of every descriptor coefficient over a set of faces "
                     "(slider ranges and identity slider order), saved with the weights.")
-    parser.add_argument("weights", help="SFD weights: a local folder or a Hub repo id")
+    add_weights_and_face_arguments(parser, "data")
     parser.add_argument("data", help="a folder of face images and/or videos (searched recursively), or one file")
     parser.add_argument("--max-faces", type=int, default=DEFAULT_MAX_FACES,
                         help=f"use at most this many faces (default {DEFAULT_MAX_FACES})")
     parser.add_argument("--frames-per-video", type=int, default=DEFAULT_FRAMES_PER_VIDEO,
                         help=f"frames taken evenly from each video (default {DEFAULT_FRAMES_PER_VIDEO})")
     parser.add_argument("--out", default=None, help=f"output file (default: WEIGHTS/{CALIBRATION_FILENAME})")
-    parser.add_argument("--no-crop", action="store_true", help="the data are already aligned face crops")
-    parser.add_argument("--detector", default="auto", help="face detector: auto, retinaface, mtcnn or haar")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--revision", default=None, help="Hub revision of the weights")
     parser.add_argument("--batch-size", type=int, default=16)
     return parser
 

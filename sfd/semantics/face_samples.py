@@ -160,6 +160,16 @@ class FaceSampler:
         log.log(level, "skipping %s: %s", name, reason)
 
 
+def add_weights_and_face_arguments(parser, faces: str) -> None:
+    """The options `pipeline_and_sampler` reads (except --frames-per-video, whose default differs);
+    `faces` names the command's face input in the help of --no-crop."""
+    parser.add_argument("weights", help="SFD weights: a local folder or a Hub repo id")
+    parser.add_argument("--no-crop", action="store_true", help=f"the {faces} are already aligned face crops")
+    parser.add_argument("--detector", default="auto", help="face detector: auto, retinaface, mtcnn or haar")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--revision", default=None, help="Hub revision of the weights")
+
+
 def pipeline_and_sampler(args):
     """The pipeline of the weights and a face sampler, from the options the semantics commands share
     (weights, revision, device, detector, frames_per_video, no_crop)."""
