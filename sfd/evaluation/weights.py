@@ -15,26 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import WeightsError
-
-PICKLE_SUFFIXES = (".pth", ".pt", ".pkl", ".bin", ".ckpt")
-
-
-def read_safetensors(path: str | Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """The tensors and the metadata of a safetensors file; WeightsError saying why when unusable."""
-    from safetensors import safe_open
-
-    path = Path(path).expanduser()
-    if path.suffix in PICKLE_SUFFIXES:
-        raise WeightsError(f"{what}: {path} is a pickle checkpoint; sfd reads safetensors only. Convert it with "
-                           f"`python -m sfd.evaluation.convert` first.")
-    if not path.is_file():
-        raise WeightsError(f"{what}: no weights file at {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
-    except Exception as error:  # a truncated or foreign file
-        raise WeightsError(f"{what}: {path} is not a readable safetensors file ({error})") from error
-
+from ..pretrained.files import PICKLE_SUFFIXES, read_safetensors  # noqa: F401  (re-exported)
 
 def strip_prefix(state: Mapping[str, torch.Tensor], prefix: str = "module.") -> dict[str, torch.Tensor]:
     """Drop a DataParallel-style prefix from every key that has it."""

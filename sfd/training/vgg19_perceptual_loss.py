@@ -10,21 +10,17 @@ vgg19.safetensors`` and give its path, a folder holding it, or a Hub repo id tha
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from sfd.errors import WeightsError
+from sfd.pretrained.vgg16 import VGG16PerceptualLoss
 
-log = logging.getLogger(__name__)
 
 # Indices in torchvision's vgg19().features of relu1_1, relu2_1, relu3_1, relu4_1 and relu5_1.
 VGG19_RELU_LAYERS = (1, 6, 11, 20, 29)
-# relu5_1 comes after four 2x2 max-pools: smaller inputs would pool a 1-pixel map away.
-MIN_INPUT_SIZE = 16
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -80,26 +76,38 @@ def vgg19_features(state_dict: dict[str, torch.Tensor] | None = None) -> nn.Sequ
     return layers
 
 
-class VGG19PerceptualLoss(nn.Module):
-    """Multi-scale VGG19 feature-matching loss for images in [-1, 1]. The network is frozen.
+class VGG19Taps(nn.Module):
+    """VGG19's relu1_1 ... relu5_1 activations of images in [-1, 1] (ImageNet-normalised first)."""
+
+    def __init__(self, features: nn.Sequential):
+        super().__init__()
+        self.features = features
+        self.taps = VGG19_RELU_LAYERS
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        x = ((images + 1) * 0.5 - self.mean.to(images.dtype)) / self.std.to(images.dtype)
+        out = []
+        for index, layer in enumerate(self.features):
+            x = layer(x)
+            if index in VGG19_RELU_LAYERS:
+                out.append(x)
+        return out
+
+
+class VGG19PerceptualLoss(VGG16PerceptualLoss):
+    """The pyramid feature-matching loss of `VGG16PerceptualLoss` on VGG19 (relu1_1 ... relu5_1),
+    for users who have torchvision's VGG19 weights as safetensors. The network is frozen.
 
     Args:
         features: VGG19 feature layers (`vgg19_features`).
-        scales: pyramid scales; a scale whose image would be under 16 px is skipped.
-        layer_weights: weights of the relu1_1 ... relu5_1 terms.
+        scales, layer_weights: as for `VGG16PerceptualLoss`.
     """
 
     def __init__(self, features: nn.Sequential, scales=(1.0, 0.5, 0.25, 0.125),
                  layer_weights=(1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)):
-        super().__init__()
-        if len(layer_weights) != len(VGG19_RELU_LAYERS):
-            raise ValueError(f"layer_weights needs {len(VGG19_RELU_LAYERS)} values, got {len(layer_weights)}")
-        self.features = features.eval().requires_grad_(False)
-        self.scales = tuple(float(s) for s in scales)
-        self.layer_weights = tuple(float(w) for w in layer_weights)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        self._warned_sizes: set[int] = set()
+        super().__init__(VGG19Taps(features), scales, layer_weights)
 
     @classmethod
     def from_pretrained(cls, weights: str | Path, filename: str = "vgg19.safetensors", revision: str | None = None,
@@ -113,39 +121,3 @@ class VGG19PerceptualLoss(nn.Module):
         except Exception as error:
             raise WeightsError(f"cannot read VGG19 weights from {path}: {error}") from error
         return cls(vgg19_features(state_dict), **kwargs)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.features.eval()  # frozen: no mode switching, whatever the caller does
-        return self
-
-    def _activations(self, images: torch.Tensor) -> list[torch.Tensor]:
-        x = ((images + 1) * 0.5 - self.mean.to(images.dtype)) / self.std.to(images.dtype)
-        out = []
-        for index, layer in enumerate(self.features):
-            x = layer(x)
-            if index in VGG19_RELU_LAYERS:
-                out.append(x)
-        return out
-
-    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Weighted L1 between features, summed over layers and pyramid scales (a scalar)."""
-        size = output.shape[-1]
-        total = output.new_zeros(())
-        for scale in self.scales:
-            side = int(round(size * scale))
-            if side < MIN_INPUT_SIZE:
-                if side not in self._warned_sizes:
-                    self._warned_sizes.add(side)
-                    log.warning("perceptual loss: skipping the %g scale (%d px is under VGG19's %d px minimum)",
-                                scale, side, MIN_INPUT_SIZE)
-                continue
-            x, y = output, target
-            if side != size:
-                x = F.interpolate(output, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
-                y = F.interpolate(target, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
-            with torch.no_grad():
-                target_features = self._activations(y)
-            for weight, fx, fy in zip(self.layer_weights, self._activations(x), target_features):
-                total = total + weight * F.l1_loss(fx, fy)
-        return total
