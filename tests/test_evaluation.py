@@ -162,8 +162,9 @@ def test_lpips_from_random_weights_is_zero_for_identical_images_and_positive_oth
     assert isinstance(lpips(a[0], b[0], net), float)
 
 
-def test_lpips_loads_the_lpips_package_layout_and_refuses_wrong_or_pickled_weights(lpips_weights, tmp_path):
+def test_lpips_converts_the_lpips_package_layout_and_refuses_wrong_or_pickled_weights(lpips_weights, tmp_path):
     reference = LPIPS.from_file(lpips_weights)
+    assert reference.net == "alex"  # told from the file
     ours = state(reference)
     # The lpips package's names: AlexNet slices keep torchvision's indices; heads sit behind a Dropout.
     slices = {0: 1, 3: 2, 6: 3, 8: 4, 10: 5}
@@ -174,8 +175,8 @@ def test_lpips_loads_the_lpips_package_layout_and_refuses_wrong_or_pickled_weigh
             theirs[f"net.slice{slices[index]}.{index}.{key.split('.')[2]}"] = value
         else:
             theirs[f"lin{key.split('.')[1]}.model.1.weight"] = value
-    save_file(theirs, str(tmp_path / "theirs.safetensors"))
-    loaded = LPIPS.from_file(tmp_path / "theirs.safetensors")
+    torch.save(theirs, tmp_path / "theirs.pth")  # a full lpips model state converts alone
+    loaded = LPIPS.from_file(convert_lpips(tmp_path / "theirs.safetensors", None, tmp_path / "theirs.pth"))
     for key, value in state(loaded).items():
         assert torch.equal(value, ours[key])
 
@@ -286,7 +287,15 @@ def test_test_videos_are_found_in_both_layouts_and_a_missing_split_is_an_error(d
         find_test_videos(tmp_path)
 
 
-def test_evaluate_without_metric_networks_scores_pixels_and_says_what_was_not_computed(weights, data_root, tmp_path):
+def test_evaluate_without_metric_networks_scores_pixels_and_says_what_was_not_computed(weights, data_root, tmp_path,
+                                                                                        monkeypatch):
+    monkeypatch.setenv("SFD_AUX_CACHE", str(tmp_path / "empty-cache"))  # no default LPIPS either
+    monkeypatch.delenv("SFD_AUX_WEIGHTS", raising=False)
+
+    def no_dlib():
+        raise WeightsError("dlib-bin is not installed")
+
+    monkeypatch.setattr("sfd.evaluation.evaluator.default_dlib_face", no_dlib)  # as on a machine without dlib
     results = evaluate(weights, data_root, max_frames=4, device="cpu")
     same = results["same_identity"]
     assert same["frames"] == 2 * 3  # frames 1..3 of each of the two videos
@@ -295,19 +304,36 @@ def test_evaluate_without_metric_networks_scores_pixels_and_says_what_was_not_co
     assert 0 < same["l1"]["value"] < 1 and -1 < same["ssim"]["value"] <= 1
     for key, flag in (("lpips", "--lpips-weights"), ("akd", "--landmark-weights"), ("aed", "--identity-weights")):
         assert same[key]["value"] is None and flag in same[key]["reason"]
+    assert "python -m sfd weights fetch-aux" in same["lpips"]["reason"]
     cross = results["cross_identity"]
     assert cross["pairs"] == 0 and cross["id_sim"]["value"] is None
     assert "--identity-weights" in cross["id_sim"]["reason"] and "--landmark-weights" in cross["motion_error"]["reason"]
     assert [v["name"] for v in results["videos"]] == ["d3", "vox"]
     assert results["protocol"]["size"] == 64 and results["protocol"]["crop"] is False
     table = markdown_table(results)
-    header = "| Method | L1 ↓ | PSNR ↑ | SSIM ↑ | LPIPS ↓ | AKD ↓ | AED ↓ | ID-sim ↑ | Motion err. ↓ |"
+    header = ("| Method | L1 ↓ | PSNR ↑ | SSIM ↑ | LPIPS ↓ | AKD ↓ | AED ↓ | Mouth r ↑ | Eyes r ↑ | Pose r ↑ | ID-sim ↑ "
+              "| Motion err. ↓ |")
     assert table.startswith(header)
     row = next(line for line in table.splitlines() if line.startswith(f"| {results['method']} |"))
     assert f"{same['l1']['value']:.4f}" in row and "n/c" in row
     assert "--lpips-weights" in table  # the reason is in a footnote
     with pytest.raises(WeightsError, match="safetensors only"):  # weights asked for must load: no silent n/c
         evaluate(weights, data_root, lpips_weights=tmp_path / "alex.pth", device="cpu")
+
+
+def test_evaluate_by_default_scores_landmarks_identity_and_following_beside_the_baseline(weights, data_root):
+    """dlib's landmarks and descriptor and LPIPS-AlexNet are the defaults; every metric has the
+    do-nothing baseline's value beside it, and that baseline does not follow the driver."""
+    results = evaluate(weights, data_root, max_frames=6, device="cpu", cross_identity_pairs=0)
+    same, base = results["same_identity"], results["baseline"]
+    for key in ("lpips", "akd", "aed"):
+        assert np.isfinite(same[key]["value"]) and np.isfinite(base[key]["value"]), key
+    assert base["akd"]["value"] > 0 and base["l1"]["value"] > 0
+    for key in ("mouth_corr", "eye_corr", "pose_corr"):
+        assert base[key]["value"] in (0.0, None) or base[key]["value"] == 0.0
+        assert same[key]["value"] is None or -1 <= same[key]["value"] <= 1
+    assert "dlib" in results["networks"]["landmarks"] and "dlib" in results["networks"]["identity"]
+    assert "| ↳ do nothing (source copied) |" in markdown_table(results)
 
 
 def test_evaluate_can_face_crop_frames_that_are_not_crops(weights, faces_dir, tmp_path):
@@ -320,9 +346,10 @@ def test_evaluate_can_face_crop_frames_that_are_not_crops(weights, faces_dir, tm
     assert "face-cropped" in markdown_table(results)
 
 
-def test_evaluate_with_metric_networks_fills_every_column(weights, data_root, lpips_weights):
+def test_evaluate_with_metric_networks_fills_every_column(weights, data_root):
     """Stand-in landmark and identity networks (cheap functions of the pixels) exercise the AKD, AED,
-    ID-sim and motion-error plumbing; the real networks are tested above."""
+    ID-sim and motion-error plumbing; the real networks are tested above. LPIPS is the default one:
+    LPIPS-AlexNet converted by `python -m sfd weights fetch-aux` (which CI runs first)."""
     grid = np.stack(np.meshgrid(np.arange(8.0), np.arange(8.0)), -1).reshape(-1, 2) * 30
 
     def landmarks(frames):
@@ -333,7 +360,7 @@ def test_evaluate_with_metric_networks_fills_every_column(weights, data_root, lp
     def identity(frames):
         return np.asarray(frames, np.float64).mean(axis=(-3, -2)) / 255
 
-    results = evaluate(weights, data_root, max_frames=3, lpips_weights=lpips_weights, landmark_weights=landmarks,
+    results = evaluate(weights, data_root, max_frames=3, landmark_weights=landmarks,
                        identity_weights=identity, device="cpu", name="tiny")
     for section, key in (("same_identity", k) for k in ("l1", "psnr", "ssim", "lpips", "akd", "aed")):
         assert np.isfinite(results[section][key]["value"])
@@ -342,7 +369,9 @@ def test_evaluate_with_metric_networks_fills_every_column(weights, data_root, lp
     assert -1 <= cross["id_sim"]["value"] <= 1 and cross["motion_error"]["value"] >= 0
     assert [(p["source"], p["driver"]) for p in results["pairs"]] == [("d3", "vox"), ("vox", "d3")]
     assert results["networks"]["lpips"].startswith("LPIPS (AlexNet)")
-    assert "n/c" not in markdown_table(results).split("\n\n")[0]
+    table = markdown_table(results)
+    assert table.split("\n\n")[0].count("n/c") == 3  # only the correlations: they need dlib's 68-point layout
+    assert "68-point layout" in table
 
 
 def test_cli_writes_json_and_markdown_and_prints_the_table(weights, data_root, tmp_path, capsys):

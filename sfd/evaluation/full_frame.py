@@ -1,12 +1,19 @@
-"""Same-identity reconstruction over whole frames, as a user sees it, against the do-nothing baseline.
+"""Reenactment over whole frames, as a user sees it, against the do-nothing baseline.
 
-The first frame of a clip is the source and the whole clip drives it, with everything the app
-does: face crop, relative motion, paste-back into the full frame. Each output frame is compared
-with the real frame over the whole picture, and so is the do-nothing baseline (every output
-frame = the source frame). A model is useful only where it beats that baseline.
+Same identity: the first frame of a clip is the source and the whole clip drives it, with
+everything the app does: face crop, relative motion, paste-back into the full frame. Each output
+frame is compared with the real frame, and so is the do-nothing baseline (every output frame =
+the source frame). A model is useful only where it beats that baseline. Measured: L1 and PSNR
+over the whole picture, and with the pretrained judges (`FaceJudges`): LPIPS (AlexNet), AKD
+from dlib's 68 landmarks (in the driver's inter-ocular distances and in pixels at 256 wide), the
+dlib identity distance to the driver, and whether the face follows the driver (correlation over
+time of mouth opening, eye opening and head pose, see `face_motion`).
 
-    python -m sfd.evaluation.full_frame WEIGHTS VIDEO [VIDEO ...] [--max-frames N] [--json OUT]
-        [--figure OUT.png --figure-frames 24 48 72]
+Cross identity (`--cross-stills N`): each clip drives N stills of other people; measured are the
+correlations and the identity distance to the still.
+
+    python -m sfd.evaluation.full_frame WEIGHTS [VIDEO ...] [--data ROOT --split test]
+        [--cross-stills 5] [--max-frames N] [--json OUT] [--figure OUT.png --figure-frames 24 48 72]
 
 `--figure` saves, for chosen frames of the first clip, a row each of source | driving frame |
 output: the picture of a reenactment that goes into a model card.
@@ -25,21 +32,29 @@ import numpy as np
 from PIL import Image
 
 from ..errors import SFDError, run_command
-from ..media import VideoReader, read_video
+from ..media import VideoReader, load_image, read_video
 from .evaluator import as_pipeline
+from .face_judges import FaceJudges
 from .metrics import l1, psnr
 
 
 def full_frame_reconstruction(pipeline, video: str | Path, max_frames: int | None = None,
-                              batch_size: int = 8, crop: bool = True, keep_frames: Sequence[int] = ()) -> dict:
-    """L1 and PSNR (on [0, 1], whole frames) of the pipeline and of the do-nothing baseline.
+                              batch_size: int = 8, crop: bool = True, keep_frames: Sequence[int] = (),
+                              judges: FaceJudges | None = None, source_image: np.ndarray | None = None) -> dict:
+    """L1 and PSNR (on [0, 1], whole frames) of the pipeline and of the do-nothing baseline; with
+    `judges`, also LPIPS, AKD, identity distance and the motion-following correlations (each with
+    the baseline's value under `baseline_<key>`).
 
-    `keep_frames`: frame indices whose (driving frame, output) pairs are returned under "kept"
-    (with the source frame under "source"), for a figure.
+    `source_image`: animate this portrait instead of the clip's first frame (cross-identity: then
+    only the measures that do not need the driver's own face, i.e. not L1/PSNR/LPIPS/AKD, mean
+    anything; the identity distance is to the source). `keep_frames`: frame indices whose
+    (driving frame, output) pairs are returned under "kept" (with the source frame under
+    "source"), for a figure.
     """
     first = read_video(video, max_frames=1)[0][0]
-    source = pipeline.prepare_source(first, crop=crop)
+    source = pipeline.prepare_source(first if source_image is None else source_image, crop=crop)
     scores = {"l1": [], "psnr": [], "baseline_l1": [], "baseline_psnr": []}
+    faces = judges.new_clip(source.image) if judges is not None else None
     seen = 0
 
     def driving():
@@ -59,18 +74,26 @@ def full_frame_reconstruction(pipeline, video: str | Path, max_frames: int | Non
     for output in pipeline.iter_animate(source, driving(), relative=True, crop_driving=crop, paste_back=True):
         target = real.pop(0)
         h, w = target.shape[1:3]
-        output = output[:, :h, :w]
+        if source_image is None:
+            output = output[:, :h, :w]
         for index in keep_frames:
             if done <= index < done + len(target):
                 kept[index] = (target[index - done], output[index - done])
         done += len(target)
+        if faces is not None:
+            faces.add(output, target)
+        if source_image is not None:
+            continue  # another person's face: pixel distances to the driver mean nothing
         baseline = np.broadcast_to(source.image[:h, :w], target.shape)
         scores["l1"].extend(np.atleast_1d(l1(output, target)))
         scores["psnr"].extend(np.atleast_1d(psnr(output, target)))
         scores["baseline_l1"].extend(np.atleast_1d(l1(baseline, target)))
         scores["baseline_psnr"].extend(np.atleast_1d(psnr(baseline, target)))
-    # The first frame is the source itself: scoring it would flatter both sides.
+    # The first frame is the source itself (or, cross-identity, the reference of relative motion):
+    # scoring it would flatter both sides.
     result = {key: float(np.mean(values[1:])) for key, values in scores.items() if len(values) > 1}
+    if faces is not None:
+        result.update(faces.scores(skip=1, same_identity=source_image is None))
     result["frames"] = max(0, seen - 1)
     result["video"] = Path(video).name
     if keep_frames:
@@ -101,13 +124,58 @@ def reenactment_figure(source: np.ndarray, pairs: Sequence[tuple[np.ndarray, np.
     return np.concatenate([part for row in rows for part in (row, spacer)][:-1], axis=0)
 
 
+SAME_IDENTITY_COLUMNS = (("l1", "L1", 4), ("psnr", "PSNR", 2), ("lpips", "LPIPS", 3), ("akd_iod", "AKD/IOD", 3),
+                         ("akd_px256", "AKD px", 2), ("mouth_corr", "mouth r", 2), ("eye_corr", "eyes r", 2),
+                         ("pose_corr", "pose r", 2), ("id_dist", "ID dist", 3))
+CROSS_IDENTITY_COLUMNS = (("mouth_corr", "mouth r", 2), ("eye_corr", "eyes r", 2), ("pose_corr", "pose r", 2),
+                          ("id_dist_source", "ID dist to source", 3))
+
+
+def _cell(row: dict, key: str, decimals: int) -> str:
+    value = row.get(key)
+    if value is None or not np.isfinite(value):
+        return "-"
+    base = row.get(f"baseline_{key}")
+    text = f"{value:.{decimals}f}"
+    return text if base is None or not np.isfinite(base) else f"{text} ({base:.{decimals}f})"
+
+
+def mean_row(rows: list[dict], name: str = "mean") -> dict:
+    """The mean of every numeric value over rows (NaN-aware), as one more row."""
+    keys = {k for r in rows for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    mean = {k: float(np.nanmean([r.get(k, np.nan) for r in rows])) if any(np.isfinite(r.get(k, np.nan)) for r in rows)
+            else float("nan") for k in sorted(keys)}
+    mean["frames"] = int(sum(r.get("frames", 0) for r in rows))
+    mean["video"] = name
+    return mean
+
+
+def table(rows: list[dict], columns=SAME_IDENTITY_COLUMNS, first: str = "clip") -> str:
+    """Markdown: one row per clip and a mean row; the do-nothing baseline's value in brackets."""
+    present = [c for c in columns if any(k == c[0] and r.get(k) is not None for r in rows for k in r)]
+    rows = rows + [mean_row(rows)] if len(rows) > 1 else rows
+    lines = [f"| {first} | frames | " + " | ".join(label for _, label, _ in present) + " |",
+             "| --- | ---: |" + " ---: |" * len(present)]
+    for r in rows:
+        name = r["video"] if "source_name" not in r else f"{r['source_name']} <- {r['video']}"
+        lines.append(f"| {name} | {r['frames']} | " + " | ".join(_cell(r, k, d) for k, _, d in present) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sfd.evaluation.full_frame", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("weights")
-    parser.add_argument("videos", nargs="+")
+    parser.add_argument("videos", nargs="*", help="driving clips (their first frame is the source)")
+    parser.add_argument("--data", default=None,
+                        help="a dataset folder with manifest.csv: take the video clips of --split from it")
+    parser.add_argument("--split", default="test", help="manifest split for --data (default: test)")
+    parser.add_argument("--cross-stills", type=int, default=0,
+                        help="also drive this many stills of other people (from --data's manifest) with each clip")
     parser.add_argument("--max-frames", type=int, default=None)
     parser.add_argument("--no-crop", action="store_true", help="take whole frames (already-cropped clips)")
+    parser.add_argument("--no-judges", action="store_true",
+                        help="L1/PSNR only: skip LPIPS, dlib landmarks and descriptors")
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--no-detail", action="store_true",
                         help="paste back without the source's fine detail (the model-size face upsampled)")
@@ -117,23 +185,53 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def run() -> str:
+        videos, stills = list(args.videos), []
+        if args.data:
+            from ..data.manifest import Manifest
+
+            root = Path(args.data).expanduser()
+            entries = Manifest.load(root / "manifest.csv").entries
+            videos += [str(root / e.file) for e in entries if e.kind == "video" and e.split == args.split]
+            if args.cross_stills:
+                stills = [root / e.file for e in entries if e.kind == "still"]
+        if not videos:
+            raise SFDError("no driving clips: give video files or --data with a manifest")
         pipeline, _ = as_pipeline(args.weights, crop=not args.no_crop)
         if args.no_detail:
             pipeline.detail_transfer = False
-        rows = [full_frame_reconstruction(pipeline, v, args.max_frames, crop=not args.no_crop,
+        judges = None if args.no_judges else FaceJudges.default()
+        rows = [full_frame_reconstruction(pipeline, v, args.max_frames, crop=not args.no_crop, judges=judges,
                                           keep_frames=args.figure_frames if args.figure and i == 0 else ())
-                for i, v in enumerate(args.videos)]
+                for i, v in enumerate(videos)]
+        cross = []
+        for i, video in enumerate(videos if stills else []):
+            for still in cross_stills(stills, i, args.cross_stills):
+                row = full_frame_reconstruction(pipeline, video, args.max_frames, crop=not args.no_crop,
+                                                judges=judges, source_image=load_image(still))
+                row["source_name"] = still.name
+                cross.append(row)
         if args.figure:
             figure = reenactment_figure(rows[0].pop("source"), rows[0].pop("kept"))
             Image.fromarray(figure).save(args.figure)
         if args.json:
-            Path(args.json).write_text(json.dumps(rows, indent=2))
-        return "\n".join(["| clip | frames | L1 | baseline L1 | PSNR | baseline PSNR |",
-                          "| --- | ---: | ---: | ---: | ---: | ---: |"]
-                         + [f"| {r['video']} | {r['frames']} | {r['l1']:.4f} | {r['baseline_l1']:.4f} | "
-                            f"{r['psnr']:.2f} | {r['baseline_psnr']:.2f} |" for r in rows])
+            Path(args.json).write_text(json.dumps({"same_identity": rows + [mean_row(rows)],
+                                                   "cross_identity": cross + ([mean_row(cross)] if cross else [])},
+                                                  indent=2))
+        text = ["Same identity (first frame = source; the do-nothing baseline in brackets):", table(rows)]
+        if cross:
+            text += ["", "Cross identity (stills of other people driven by each clip):",
+                     table(cross, CROSS_IDENTITY_COLUMNS, "still <- clip")]
+        return "\n".join(text)
 
     return run_command(run)
+
+
+def cross_stills(stills: list, clip_index: int, count: int) -> list:
+    """`count` stills for clip `clip_index`, spread over the list so that clips get different people."""
+    if not stills:
+        return []
+    step = max(1, len(stills) // max(1, count))
+    return [stills[(clip_index * 7 + k * step) % len(stills)] for k in range(min(count, len(stills)))]
 
 
 if __name__ == "__main__":

@@ -34,6 +34,11 @@ COLUMNS = (
     Column("same_identity", "lpips", "LPIPS", False, 3, "learned perceptual distance, AlexNet"),
     Column("same_identity", "akd", "AKD", False, 2, "average keypoint distance, pixels at 256 x 256"),
     Column("same_identity", "aed", "AED", False, 3, "average Euclidean distance of identity embeddings"),
+    Column("same_identity", "mouth_corr", "Mouth r", True, 2,
+           "correlation over time of the inner-mouth opening, output vs driver (dlib 68 points)"),
+    Column("same_identity", "eye_corr", "Eyes r", True, 2, "correlation over time of the eye opening, output vs driver"),
+    Column("same_identity", "pose_corr", "Pose r", True, 2,
+           "correlation over time of head pose (face centre x, y and roll), output vs driver"),
     Column("cross_identity", "id_sim", "ID-sim", True, 3, "cosine similarity of identity embeddings to the source"),
     Column("cross_identity", "motion_error", "Motion err.", False, 2,
            "keypoint distance to the source moved by the driver's motion, pixels at 256 x 256"),
@@ -74,6 +79,10 @@ def markdown_table(results: dict | list[dict]) -> str:
                 text = f"n/c [{number}]"
             cells.append(text)
         lines.append(f"| {result.get('method', 'SFD')} | " + " | ".join(cells) + " |")
+        if result.get("baseline"):  # the do-nothing baseline on the same frames, right under its method
+            base = [_cell(result["baseline"].get(c.key), c.decimals) or "–" if c.section == "same_identity" else "–"
+                    for c in COLUMNS]
+            lines.append("| ↳ do nothing (source copied) | " + " | ".join(base) + " |")
     caption = []
     for result in rows:
         data, protocol = result.get("dataset", {}), result.get("protocol", {})

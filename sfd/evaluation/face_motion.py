@@ -1,0 +1,109 @@
+"""Does the output follow the driver? Measures from dlib's 68 landmarks, and scores over a clip.
+
+AKD alone hides a model that does not move: an output that keeps the source's expression can sit
+close to the driver's landmarks when the driver moves little. So beside AKD we score *motion
+following*: the correlation over time, output vs driver, of
+
+- the inner-mouth opening (mean gap of the three inner-lip point pairs),
+- the eye opening (lid gap over eye width, both eyes averaged),
+- head pose: the face centre (x and y) and roll (the angle of the line through the eye centres),
+  averaged over the three.
+
+Every quantity is in units of the frame's inter-ocular distance (outer eye corners), so face size
+does not enter. The do-nothing baseline (every output frame = the source) has constant measures:
+its correlations are 0 by definition here, and a perfect copy scores ~1.
+
+Points follow the iBUG 68-point layout, 0-based: jaw 0-16, brows 17-26, nose 27-35, eyes 36-41
+(the image's left eye) and 42-47, outer lips 48-59, inner lips 60-67.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+OUTER_EYE_CORNERS = (36, 45)
+INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))
+EYE_LIDS = (((37, 41), (38, 40), (36, 39)), ((43, 47), (44, 46), (42, 45)))  # (lid pair, lid pair, corners)
+MIN_FRAMES = 3  # a correlation over fewer frames means nothing
+STILL_FRACTION = 0.02  # an output series whose spread is under 2 % of the driver's counts as not moving
+
+
+def _gap(points: np.ndarray, a: int, b: int) -> np.ndarray:
+    return np.linalg.norm(points[..., a, :] - points[..., b, :], axis=-1)
+
+
+def inter_ocular(points: np.ndarray) -> np.ndarray:
+    """Distance between the outer eye corners, per frame (pixels)."""
+    return _gap(points, *OUTER_EYE_CORNERS)
+
+
+def face_measures(points) -> dict[str, np.ndarray]:
+    """Per-frame mouth opening, eye opening, face centre x / y and roll (degrees) of (N, 68, 2) landmarks.
+
+    Rows that are NaN (no face found) give NaN measures.
+    """
+    p = np.asarray(points, np.float64)
+    if p.ndim != 3 or p.shape[1:] != (68, 2):
+        raise ValueError(f"expected (N, 68, 2) landmarks, got shape {p.shape}")
+    iod = inter_ocular(p)
+    mouth = np.mean([_gap(p, a, b) for a, b in INNER_LIP_PAIRS], axis=0) / iod
+    eyes = np.mean([(_gap(p, *l1) + _gap(p, *l2)) / (2 * _gap(p, *corners)) for l1, l2, corners in EYE_LIDS], axis=0)
+    left, right = p[:, 36:42].mean(axis=1), p[:, 42:48].mean(axis=1)
+    roll = np.degrees(np.arctan2(right[:, 1] - left[:, 1], right[:, 0] - left[:, 0]))
+    centre = p.mean(axis=1)
+    return {"mouth": mouth, "eyes": eyes, "centre_x": centre[:, 0] / iod, "centre_y": centre[:, 1] / iod,
+            "roll": roll}
+
+
+def correlation(output: np.ndarray, driver: np.ndarray) -> float:
+    """Pearson correlation over the frames where both are finite.
+
+    NaN when the driver's series is constant or too short (nothing to follow); 0 when the output's
+    moves less than `STILL_FRACTION` as much as the driver's (it does not follow: the correlation of
+    numerical noise with the driver would be a random number).
+    """
+    output, driver = np.asarray(output, np.float64), np.asarray(driver, np.float64)
+    both = np.isfinite(output) & np.isfinite(driver)
+    if both.sum() < MIN_FRAMES:
+        return float("nan")
+    o, d = output[both] - output[both].mean(), driver[both] - driver[both].mean()
+    d_norm, o_norm = np.sqrt((d * d).sum()), np.sqrt((o * o).sum())
+    if d_norm <= 1e-9 * max(1.0, np.abs(driver[both]).max()):
+        return float("nan")
+    if o_norm <= STILL_FRACTION * d_norm:
+        return 0.0
+    return float((o * d).sum() / (o_norm * d_norm))
+
+
+def following(output_points, driver_points) -> dict[str, float]:
+    """Mouth, eye and pose correlations of output vs driver landmarks (N, 68, 2)."""
+    out, drv = face_measures(output_points), face_measures(driver_points)
+    pose = [correlation(out[k], drv[k]) for k in ("centre_x", "centre_y", "roll")]
+    pose = [c for c in pose if np.isfinite(c)]
+    return {"mouth_corr": correlation(out["mouth"], drv["mouth"]),
+            "eye_corr": correlation(out["eyes"], drv["eyes"]),
+            "pose_corr": float(np.mean(pose)) if pose else float("nan")}
+
+
+def keypoint_distance(output_points, driver_points) -> np.ndarray:
+    """Per frame: mean distance over the 68 points (pixels), NaN where either has no face."""
+    o, d = np.asarray(output_points, np.float64), np.asarray(driver_points, np.float64)
+    if o.shape != d.shape:
+        raise ValueError(f"landmark sets differ in shape: {o.shape} vs {d.shape}")
+    return np.linalg.norm(o - d, axis=-1).mean(axis=-1)
+
+
+def clip_scores(output_points, driver_points, frame_width: int) -> dict[str, float]:
+    """AKD (in driver inter-ocular distances, and in pixels with the frame scaled to 256 wide) and the
+    correlations, over the frames where both faces were found; `face_frames` counts those."""
+    o, d = np.asarray(output_points, np.float64), np.asarray(driver_points, np.float64)
+    distance = keypoint_distance(o, d)
+    found = np.isfinite(distance)
+    iod = inter_ocular(d)
+    scores = {
+        "akd_iod": float(np.mean(distance[found] / iod[found])) if found.any() else float("nan"),
+        "akd_px256": float(np.mean(distance[found]) * 256 / frame_width) if found.any() else float("nan"),
+        "face_frames": int(found.sum()),
+    }
+    scores.update(following(o, d))
+    return scores

@@ -1,0 +1,92 @@
+"""Motion-following metrics (sfd.evaluation.face_motion) and the judges that compute them on real clips
+(dlib landmarks and descriptors, LPIPS from the registry packages)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sfd.evaluation import face_motion
+from sfd.evaluation.face_judges import FaceJudges
+from sfd.media import read_video
+
+from conftest import TALKING_HEADS
+
+CLIP = TALKING_HEADS / "clips" / "004_styletalk-feifeili-clip1.mp4"  # a test identity
+
+
+def _face(mouth_gap: float = 0.0, shift=(0.0, 0.0), roll_deg: float = 0.0) -> np.ndarray:
+    """A crude 68-point face: outer eye corners level and 120 px apart, lids, lips, jaw; moved and rolled."""
+    p = np.zeros((68, 2))
+    p[:17] = np.stack([np.linspace(40, 200, 17), 150 + 40 * np.sin(np.linspace(0, np.pi, 17))], 1)
+    p[17:27] = np.stack([np.linspace(50, 190, 10), np.full(10, 70)], 1)
+    p[27:36] = np.stack([np.full(9, 120), np.linspace(85, 130, 9)], 1)
+    for start, x0 in ((36, 60), (42, 140)):  # corners at x0 and x0 + 40, lids 8 px apart
+        p[start:start + 6] = [(x0, 90), (x0 + 13, 86), (x0 + 27, 86), (x0 + 40, 90), (x0 + 27, 94), (x0 + 13, 94)]
+    p[48:60] = np.stack([np.linspace(90, 150, 12), np.full(12, 160)], 1)
+    p[60:68] = [(95, 160), (105, 160), (120, 160), (135, 160), (145, 160), (135, 160), (120, 160), (105, 160)]
+    p[65:68, 1] += mouth_gap  # lower inner lip 65, 66, 67 goes down
+    angle = np.radians(roll_deg)
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    return (p - 120) @ rot.T + 120 + np.asarray(shift)
+
+
+def test_measures_follow_a_known_change():
+    faces = np.stack([_face(), _face(mouth_gap=20), _face(roll_deg=10), _face(shift=(30, 0))])
+    m = face_motion.face_measures(faces)
+    assert m["mouth"][0] == pytest.approx(0, abs=1e-9)
+    assert m["mouth"][1] == pytest.approx(20 / 120)  # gap over the 120 px between the outer eye corners
+    assert m["roll"][2] == pytest.approx(10, abs=1e-6) and m["roll"][0] == pytest.approx(0, abs=1e-9)
+    assert m["centre_x"][3] - m["centre_x"][0] == pytest.approx(30 / 120)
+    assert m["eyes"][0] == pytest.approx(8 / 40)
+
+
+def test_correlation_conventions():
+    t = np.arange(20.0)
+    assert face_motion.correlation(t, t) == pytest.approx(1)
+    assert face_motion.correlation(-t, t) == pytest.approx(-1)
+    assert face_motion.correlation(np.ones(20), t) == 0.0  # an output that does not move does not follow
+    jitter = 1 + 1e-4 * np.sin(t) + 1e-4 * t  # numerical noise that happens to correlate is still no motion
+    assert face_motion.correlation(jitter, t) == 0.0
+    assert np.isnan(face_motion.correlation(t, np.ones(20)))  # a still driver: nothing to follow
+    with_gaps = t.copy()
+    with_gaps[3] = np.nan  # a frame without a face is left out, not an error
+    assert face_motion.correlation(with_gaps, t) == pytest.approx(1)
+
+
+@pytest.fixture(scope="module")
+def clip_and_judges():
+    if not CLIP.is_file():
+        pytest.skip(f"{CLIP} is not here (the shared corpus)")
+    frames = read_video(CLIP, max_frames=48)[0]
+    return frames, FaceJudges.default()
+
+
+def test_a_perfect_copy_scores_akd_zero_and_correlations_one(clip_and_judges):
+    frames, judges = clip_and_judges
+    clip = judges.new_clip(frames[0])
+    for start in range(0, len(frames), 16):
+        clip.add(frames[start:start + 16], frames[start:start + 16])
+    scores = clip.scores()
+    assert scores["face_frames"] == len(frames) - 1
+    assert scores["akd_iod"] < 1e-9 and scores["id_dist"] < 1e-9 and scores["lpips"] < 1e-6
+    for key in ("mouth_corr", "eye_corr", "pose_corr"):
+        assert scores[key] == pytest.approx(1.0, abs=1e-9)
+    # The do-nothing baseline (every frame = frame 0) of the same clip: the driver moves away from it.
+    assert scores["baseline_akd_iod"] > 0.01 and scores["baseline_akd_px256"] > 0.5
+    assert scores["baseline_lpips"] > 0.02
+    for key in ("mouth_corr", "eye_corr", "pose_corr"):
+        assert scores[f"baseline_{key}"] == 0.0
+    assert scores["baseline_id_dist"] < 0.6  # the same person, so the identity distance is small
+
+
+def test_a_time_shifted_copy_follows_less(clip_and_judges):
+    frames, judges = clip_and_judges
+    lagged = np.concatenate([frames[:1], frames[:-1]])
+    clip = judges.new_clip(frames[0])
+    clip.add(np.concatenate([frames[:1], np.roll(frames[1:], 20, axis=0)]), frames)
+    shuffled = clip.scores()
+    clip = judges.new_clip(frames[0])
+    clip.add(lagged, frames)
+    assert clip.scores()["mouth_corr"] > shuffled["mouth_corr"]
+    assert shuffled["akd_iod"] > 0.005
