@@ -3,9 +3,9 @@
 The smoke run trains on frame folders made here from three shared clips (../shared/data/faces, by
 path) and is judged on held-out frames of the same clips. It goes through the real accelerate
 path on the CPU, without mixed precision. The perceptual loss is off in the long run: on this
-2-core CPU VGG19 costs about three times the rest of a 64 px step, and random VGG weights (there
-are no real ones offline) carry no perceptual signal; `test_cli_run_with_perceptual_loss` runs
-it with random weights through the command line instead.
+2-core CPU VGG costs several times the rest of a 64 px step; `test_cli_run_with_perceptual_loss`
+runs the default one (ImageNet VGG16, converted by `python -m sfd weights fetch-aux`, which CI
+runs first) for a few steps through the command line instead.
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ import torch
 from sfd.data import VideoFileClip
 from sfd.media import save_image
 from sfd.models import SFDModel
-from sfd.training import (CheckpointManager, ModelEMA, Trainer, TrainingConfig, VGG19PerceptualLoss,
-                          appearance_consistency_loss, discriminator_adversarial_loss, generator_adversarial_loss,
-                          identity_consistency_loss, main, r1_penalty, reconstruction_l1, vgg19_features)
+from sfd.pretrained.files import aux_file
+from sfd.training import (CheckpointManager, ModelEMA, Trainer, TrainingConfig, VGG16PerceptualLoss,
+                          VGG19PerceptualLoss, appearance_consistency_loss, discriminator_adversarial_loss,
+                          generator_adversarial_loss, identity_consistency_loss, main, r1_penalty, reconstruction_l1,
+                          vgg19_features)
 from sfd.training.checkpointing import flatten_optimizer_state, unflatten_optimizer_state
 from sfd.training.cli import build_parser, config_from_args
 from sfd.training.convert_vgg19 import convert_vgg19
@@ -165,13 +167,10 @@ def test_resume_restores_step_weights_and_optimizer_state_and_continues(first_ru
 
 
 def test_cli_run_with_perceptual_loss_accumulation_and_no_image_warp(smoke_data, tmp_path):
-    # torchvision's published .pth layout (here with random weights), converted as users would.
-    state = {f"features.{k}": v for k, v in vgg19_features(None).state_dict().items()}
-    torch.save(state, tmp_path / "vgg19.pth")
-    vgg = convert_vgg19(tmp_path / "vgg19.pth", tmp_path / "vgg19.safetensors")
+    aux_file("vgg16")  # the default perceptual network, converted by `python -m sfd weights fetch-aux`
     out = tmp_path / "run"
     code = main(["--data-root", str(smoke_data), "--output-dir", str(out), "--preset", "tiny", "--max-steps", "3",
-                 "--batch-size", "4", "--pairs-per-clip", "8", "--num-workers", "0", "--vgg19-weights", str(vgg),
+                 "--batch-size", "4", "--pairs-per-clip", "8", "--num-workers", "0",
                  "--perceptual-weight", "1", "--gradient-accumulation-steps", "2", "--r1-interval", "2",
                  "--log-interval", "1", "--eval-split", "none", "--log-with", "none", "--model", "image_warp=false"])
     assert code == 0
@@ -183,11 +182,18 @@ def test_cli_run_with_perceptual_loss_accumulation_and_no_image_warp(smoke_data,
     assert config["image_warp"] is False
 
 
-def test_cli_reports_bad_settings(tmp_path, capsys):
+def test_cli_reports_bad_settings(tmp_path, capsys, monkeypatch):
     assert main(["--output-dir", str(tmp_path)]) == 2
     assert "data_root" in capsys.readouterr().err
+    # without the converted VGG16 the error names the command that makes it
+    monkeypatch.setenv("SFD_AUX_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("SFD_AUX_WEIGHTS", raising=False)
     assert main(["--data-root", str(tmp_path), "--preset", "tiny", "--perceptual-weight", "1"]) == 2
+    assert "python -m sfd weights fetch-aux" in capsys.readouterr().err
+    assert main(["--data-root", str(tmp_path), "--preset", "tiny", "--perceptual-network", "vgg19"]) == 2
     assert "vgg19_weights" in capsys.readouterr().err
+    assert main(["--data-root", str(tmp_path), "--preset", "tiny", "--perceptual-network", "vgg11"]) == 2
+    assert "perceptual_network" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- config
@@ -280,6 +286,14 @@ def test_perceptual_loss_pyramid_and_weights_file(tmp_path):
         VGG19PerceptualLoss.from_pretrained(tmp_path / "bad.safetensors")
     with pytest.raises(WeightsError):  # not a file, not a folder, and the Hub is offline
         VGG19PerceptualLoss.from_pretrained(str(tmp_path / "missing" / "vgg19.safetensors"))
+
+    # the trainer's choice of network: VGG19 stays an option, with torchvision's .pth converted as users would
+    torch.save({f"features.{k}": v for k, v in features.state_dict().items()}, tmp_path / "vgg19.pth")
+    vgg19 = convert_vgg19(tmp_path / "vgg19.pth", tmp_path / "converted" / "vgg19.safetensors")
+    chosen = Trainer._perceptual_loss(TrainingConfig(perceptual_network="vgg19", vgg19_weights=str(vgg19)))
+    assert isinstance(chosen, VGG19PerceptualLoss)
+    assert Trainer._perceptual_loss(TrainingConfig(perceptual_weight=0.0)) is None
+    assert isinstance(Trainer._perceptual_loss(TrainingConfig()), VGG16PerceptualLoss)  # the default, fetch-aux's
 
 
 def test_model_ema_averages_with_warmup():

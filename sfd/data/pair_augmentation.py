@@ -28,11 +28,17 @@ class PairAugmentation:
     def __call__(self, source: torch.Tensor, driving: torch.Tensor,
                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Frames (3, H, W) in [-1, 1] -> the augmented pair."""
+        return self.apply(source, driving, generator)[:2]
+
+    def apply(self, source: torch.Tensor, driving: torch.Tensor, generator: torch.Generator | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """The augmented pair and whether it was mirrored (points on the frames must be mirrored too)."""
         pair = torch.stack([source, driving])
-        if self.flip_prob > 0 and torch.rand((), generator=generator).item() < self.flip_prob:
+        flipped = self.flip_prob > 0 and torch.rand((), generator=generator).item() < self.flip_prob
+        if flipped:
             pair = pair.flip(-1)
         if self.jitter.enabled:
             factors = self.jitter.sample(1, generator=generator)
             factors = type(factors)(**{k: v.expand(2) for k, v in vars(factors).items()})
             pair = self.jitter.apply(pair, factors)
-        return pair[0], pair[1]
+        return pair[0], pair[1], flipped

@@ -1,18 +1,24 @@
 """Crop raw face videos into the training layout: ``OUT/{train,test}/<video>/000000.png ...``.
 
     python -m sfd.data.preprocess RAW_DIR OUT_DIR --size 256 [--workers N] [--split-test 0.1]
+        [--manifest RAW_DIR/manifest.csv] [--only-split train] [--stills] [--exclude 'PATTERN']
 
 Every video under RAW_DIR (searched recursively) is read frame by frame, the face is tracked
 with `FaceTracker` (smoothed boxes, our inference crop) and each crop is written as an image.
+With ``--stills`` every photo under RAW_DIR becomes a one-frame folder, cropped as the pipeline
+crops a source portrait (`SFDPipeline.prepare_source`: the main face, `CropBox.from_face`).
 
 * Resumable: a video is finished when its folder exists under a split folder. Frames are first
   written to ``OUT/.partial/<video>/`` and the folder is renamed into place at the end (a rename
   is atomic), so an interrupted run leaves no half-written clip where the dataset looks.
 * A video without a face (or that cannot be read) is skipped, not a crash: the reason is logged
   and kept in ``OUT/.skipped/<video>.txt``, so a rerun skips it too (``--retry-skipped`` to retry).
-* Splits: RAW_DIR's own ``train/`` and ``test/`` folders are kept when it has them; otherwise
-  ``--split-test`` of the videos go to ``test/``, chosen by a hash of the video's path, so the
-  choice is the same on every run and with any number of workers.
+* Splits: a ``--manifest`` CSV's ``split`` column decides for the files it lists (see
+  `sfd.data.manifest`); else RAW_DIR's own ``train/`` and ``test/`` folders are kept when it has
+  them; otherwise ``--split-test`` of the videos go to ``test/``, chosen by a hash of the video's
+  path, so the choice is the same on every run and with any number of workers. ``--only-split``
+  writes one split alone (e.g. the test clips into an evaluation root of their own).
+* ``--exclude`` drops files whose path under RAW_DIR (or name) matches a glob, e.g. held-out clips.
 * Folder names are the video's path under RAW_DIR with ``/`` replaced by ``#`` (unique, and the
   origin stays readable), as in VoxCeleb's ``id10001#abc#00001.mp4`` folders.
 """
@@ -20,6 +26,7 @@ with `FaceTracker` (smoothed boxes, our inference crop) and each crop is written
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import hashlib
 import json
 import logging
@@ -30,10 +37,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sfd.errors import NoFaceError, SFDError, run_command
-from sfd.face import FaceTracker, crop, load_face_detector
-from sfd.media import VideoReader, probe_video, save_image
+from sfd.face import CropBox, FaceTracker, crop, load_face_detector
+from sfd.media import VideoReader, load_image, probe_video, save_image
 
-from .layout import VIDEO_EXTENSIONS, natural_key
+from .layout import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, natural_key
+from .manifest import Manifest
 
 log = logging.getLogger("sfd.data.preprocess")
 
@@ -69,9 +77,10 @@ class PreprocessReport:
 
 @dataclass
 class _Job:
-    video: Path
+    video: Path  # the raw file, a video or (kind "still") a photo
     name: str
     split: str
+    kind: str = "video"
 
 
 # --------------------------------------------------------------------------- finding the videos
@@ -86,20 +95,33 @@ def hashed_split(name: str, test_fraction: float) -> str:
     return "test" if value < test_fraction else "train"
 
 
-def find_jobs(raw_dir: Path, test_fraction: float) -> list[_Job]:
-    """Every video under `raw_dir` with its output name and split."""
+def find_jobs(raw_dir: Path, test_fraction: float, stills: bool = False, manifest: Manifest | None = None,
+              exclude: tuple[str, ...] = (), only_split: str | None = None) -> list[_Job]:
+    """Every video (and with `stills`, every photo) under `raw_dir` with its output name and split.
+
+    A file the `manifest` lists takes its split from there; `exclude` globs are matched against
+    the path under `raw_dir` and the file name; `only_split` keeps the jobs of that split alone.
+    """
     own_splits = [s for s in SPLITS if (raw_dir / s).is_dir()]
     roots = [(raw_dir / s, s) for s in own_splits] if own_splits else [(raw_dir, None)]
+    kinds = {ext: "video" for ext in VIDEO_EXTENSIONS} | ({ext: "still" for ext in IMAGE_EXTENSIONS} if stills else {})
     jobs = []
     for root, split in roots:
         for path in sorted(root.rglob("*"), key=lambda p: natural_key(str(p))):
-            if path.suffix.lower() not in VIDEO_EXTENSIONS or not path.is_file():
+            kind = kinds.get(path.suffix.lower())
+            if kind is None or not path.is_file():
                 continue
             relative = path.relative_to(root)
             if any(part.startswith(".") for part in relative.parts):
                 continue
+            if any(fnmatch.fnmatch(relative.as_posix(), pattern) or fnmatch.fnmatch(path.name, pattern)
+                   for pattern in exclude):
+                continue
             name = video_name(relative)
-            jobs.append(_Job(path, name, split or hashed_split(name, test_fraction)))
+            entry = manifest.lookup(name) if manifest is not None else None
+            job_split = entry.split if entry is not None else split or hashed_split(name, test_fraction)
+            if only_split is None or job_split == only_split:
+                jobs.append(_Job(path, name, job_split, kind))
     return jobs
 
 
@@ -129,7 +151,7 @@ def crop_video(job: _Job, out_dir: Path, options: PreprocessOptions) -> tuple[st
     try:
         shutil.rmtree(partial, ignore_errors=True)  # leftovers of an interrupted run
         partial.mkdir(parents=True)
-        frames, meta = _crop_frames(job, partial, options)
+        frames, meta = (_crop_still if job.kind == "still" else _crop_frames)(job, partial, options)
         (partial / META_FILE).write_text(json.dumps(meta, indent=1))
         final = out_dir / job.split / job.name
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -171,10 +193,25 @@ def _crop_frames(job: _Job, folder: Path, options: PreprocessOptions) -> tuple[i
                           f"(detector: {detector.name if detector else 'none'})")
     if written < 2:
         raise NoFaceError(f"only {written} frame of {job.video.name} shows a face; a clip needs two")
-    meta = {"source": str(job.video), "frames": written, "dropped_before_face": searched,
+    meta = {"source": str(job.video), "kind": "video", "frames": written, "dropped_before_face": searched,
             "fps": options.fps or info.fps, "size": options.size, "track": options.track,
             "detector": detector.name if detector else None}
     return written, meta
+
+
+def _crop_still(job: _Job, folder: Path, options: PreprocessOptions) -> tuple[int, dict]:
+    """A photo as a one-frame folder, cropped as the pipeline crops a source portrait."""
+    from sfd.pipeline.sfd_pipeline import MAX_SOURCE_SIDE  # imported here: it loads the model code
+
+    pixels = load_image(job.video, max_side=MAX_SOURCE_SIDE)
+    if options.track == "full":
+        box = CropBox.full_frame(*pixels.shape[:2])
+    else:
+        box = CropBox.from_face(_DETECTOR.detect_single(pixels))
+    save_image(crop(pixels, box, options.size), folder / f"{0:06d}.{options.image_format}")
+    meta = {"source": str(job.video), "kind": "still", "frames": 1, "size": options.size, "track": options.track,
+            "box": [float(v) for v in box.box], "detector": _DETECTOR.name if _DETECTOR else None}
+    return 1, meta
 
 
 def _mark_skipped(out_dir: Path, name: str, reason: str) -> None:
@@ -195,7 +232,9 @@ def preprocess_videos(raw_dir: str | Path, out_dir: str | Path, size: int = 256,
                       split_test: float = 0.0, track: str = "smooth", detect_every: int = 1,
                       fps: float | None = None, max_frames: int | None = None, max_search_frames: int = 150,
                       image_format: str = "png", detector_weights: str | None = None,
-                      retry_skipped: bool = False, progress: bool = True) -> PreprocessReport:
+                      retry_skipped: bool = False, progress: bool = True, stills: bool = False,
+                      manifest: str | Path | list | None = None, exclude: tuple[str, ...] | list[str] = (),
+                      only_split: str | None = None) -> PreprocessReport:
     """Crop every video under `raw_dir` into `out_dir`'s split layout (see the module doc).
 
     Args:
@@ -211,6 +250,11 @@ def preprocess_videos(raw_dir: str | Path, out_dir: str | Path, size: int = 256,
         detector_weights: RetinaFace weights (folder, Hub repo or file); None uses the next best
             detector available (see `sfd.face.load_face_detector`).
         retry_skipped: try videos skipped by an earlier run again.
+        stills: also crop every photo under `raw_dir` into a one-frame folder.
+        manifest: CSV file(s) (`sfd.data.manifest`) whose ``split`` column decides the split of
+            the files they list.
+        exclude: globs of files to leave out, matched against the path under `raw_dir` and the name.
+        only_split: write the files of this split alone.
     """
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     if not raw_dir.is_dir():
@@ -219,12 +263,16 @@ def preprocess_videos(raw_dir: str | Path, out_dir: str | Path, size: int = 256,
         raise ValueError(f"image_format must be png or jpg, got {image_format!r}")
     if not 0 <= split_test < 1:
         raise ValueError(f"split_test must lie in [0, 1), got {split_test}")
+    if only_split is not None and only_split not in SPLITS:
+        raise ValueError(f"only_split must be one of {', '.join(SPLITS)}, got {only_split!r}")
+    manifest_rows = Manifest.load(manifest) if manifest else None
     options = PreprocessOptions(size=size, track=track, detect_every=detect_every, fps=fps, max_frames=max_frames,
                                 max_search_frames=max_search_frames, image_format=image_format,
                                 detector_weights=detector_weights)
     report = PreprocessReport()
     todo = []
-    for job in find_jobs(raw_dir, split_test):
+    for job in find_jobs(raw_dir, split_test, stills=stills, manifest=manifest_rows, exclude=tuple(exclude),
+                         only_split=only_split):
         marker = out_dir / SKIPPED_DIR / f"{job.name}.txt"
         if is_done(out_dir, job.name):
             report.already_done.append(job.name)
@@ -294,6 +342,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detector-weights", default=None,
                         help="RetinaFace weights (folder, Hub repo or .safetensors); default: best available")
     parser.add_argument("--retry-skipped", action="store_true", help="retry videos an earlier run skipped")
+    parser.add_argument("--stills", action="store_true",
+                        help="also crop the photos under RAW_DIR, each into a one-frame folder")
+    parser.add_argument("--manifest", type=Path, action="append", default=None,
+                        help="manifest.csv whose split column decides the split of the files it lists (repeatable)")
+    parser.add_argument("--only-split", choices=SPLITS, default=None, help="write this split alone")
+    parser.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                        help="leave out files whose path under RAW_DIR or name matches (repeatable)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -303,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
                                    fps=args.fps, max_frames=args.max_frames,
                                    max_search_frames=args.max_search_frames, image_format=args.image_format,
                                    detector_weights=args.detector_weights, retry_skipped=args.retry_skipped,
-                                   progress=not args.quiet)
+                                   progress=not args.quiet, stills=args.stills, manifest=args.manifest,
+                                   exclude=args.exclude, only_split=args.only_split)
         lines = [f"{len(report.written)} videos written ({report.frames_written} frames), "
                  f"{len(report.already_done)} already done, {len(report.skipped)} skipped"]
         lines += [f"  skipped {name}: {reason}" for name, reason in sorted(report.skipped.items())]

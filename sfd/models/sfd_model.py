@@ -66,11 +66,13 @@ class Descriptors(BaseOutput):
 
 @dataclass
 class ReconstructionOutput(BaseOutput):
-    """`image`: the driving frames as reconstructed from the source; plus both sides' descriptors."""
+    """`image`: the driving frames as reconstructed from the source; plus both sides' descriptors and,
+    when asked for, the generator's final backward flow (grid_sample units)."""
 
     image: torch.Tensor
     source: Descriptors
     driving: Descriptors
+    flow: torch.Tensor | None = None
 
 
 def _mlp(dim: int, out_dim: int, layers: int) -> nn.Sequential:
@@ -247,14 +249,17 @@ class SFDModel(ModelMixin, ConfigMixin):
             return self.generator.decode(latent, features)
         return self.generator(latent, features)
 
-    def forward(self, source: torch.Tensor, driving: torch.Tensor, return_dict: bool = True):
+    def forward(self, source: torch.Tensor, driving: torch.Tensor, return_dict: bool = True,
+                return_flow: bool = False):
         """Reconstruct the driving frames from the source frames (the training forward).
 
-        `z = Q_id a_id(source) + Q_m a_m(driving)`, decoded over the source's features.
+        `z = Q_id a_id(source) + Q_m a_m(driving)`, decoded over the source's features. With
+        `return_flow`, the output also carries the final flow (for the motion losses).
         """
         src = self.encode(source, with_features=True)
         drv = self.encode(driving, with_features=False)
-        image = self.generate(self.compose(src.identity, drv.motion), src.features)
+        image, flow, _ = self.generator.decode(self.compose(src.identity, drv.motion), src.features)
+        flow = flow if return_flow else None
         if not return_dict:
-            return (image, src, drv)
-        return ReconstructionOutput(image=image, source=src, driving=drv)
+            return (image, src, drv) if flow is None else (image, src, drv, flow)
+        return ReconstructionOutput(image=image, source=src, driving=drv, flow=flow)

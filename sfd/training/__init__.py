@@ -1,10 +1,12 @@
 """Training of `SFDModel` (DESIGN.md, "Training"): losses, the accelerate trainer, checkpoints, CLI.
 
     from sfd.training import TrainingConfig, train
-    result = train(TrainingConfig(data_root="data/vox", preset="vox256", vgg19_weights="vgg19.safetensors"))
+    result = train(TrainingConfig(data_root="data/vox", preset="vox256"))  # after `python -m sfd weights fetch-aux`
 
 or ``python -m sfd.training --config cfg.yaml`` (see `sfd.training.cli`).
 """
+
+from sfd.pretrained.vgg16 import VGG16PerceptualLoss
 
 from .adversarial_loss import discriminator_adversarial_loss, generator_adversarial_loss, r1_penalty
 from .checkpointing import CheckpointManager
@@ -23,6 +25,7 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "TrainingConfig",
+    "VGG16PerceptualLoss",
     "VGG19PerceptualLoss",
     "appearance_consistency_loss",
     "discriminator_adversarial_loss",

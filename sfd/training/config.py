@@ -32,6 +32,16 @@ class TrainingConfig:
     color_jitter: float = 0.1  # brightness/contrast/saturation strength of the pair augmentation
     frame_cache_mb: int = 512  # decoded video-file clips kept in memory, per data-loader worker
     num_workers: int = 4
+    # Pairs per person (IdentityPairDataset) when a manifest names who is who; else pairs per clip.
+    manifest: list[str] | None = None  # manifest.csv file(s) of the raw corpus (identity, split per file)
+    still_share: float | None = None  # share of items from people with stills only (None: persons uniformly)
+    warp_prob: float = 0.0  # chance that a clip's driving frame gets a random similarity warp (stills: always)
+    warp_rotation_deg: float = 15.0
+    warp_scale: float = 0.1
+    warp_shift: float = 0.1
+    warp_elastic: float = 0.0  # amplitude of a smooth random displacement on top (0: off)
+    eval_root: str | None = None  # held-out crops (eval_root/eval_split); None: data_root
+    motion_watch_clips: int = 4  # held-out clips for the motion-following measures at each evaluation (0: off)
 
     # ---- model
     preset: str = "vox256"
@@ -48,9 +58,19 @@ class TrainingConfig:
     appearance_weight: float = 1.0
     perceptual_scales: tuple[float, ...] = (1.0, 0.5, 0.25, 0.125)
     perceptual_layer_weights: tuple[float, ...] = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
-    vgg19_weights: str | None = None  # a .safetensors file, a folder holding one, or a Hub repo id
+    perceptual_network: str = "vgg16"  # "vgg16" (converted by `python -m sfd weights fetch-aux`) or "vgg19"
+    vgg16_weights: str | None = None  # vgg16_lpips.safetensors, a folder or Hub repo holding it; None: fetch-aux's
+    vgg19_weights: str | None = None  # "vgg19" only: a .safetensors file, a folder holding one, or a Hub repo id
     vgg19_weights_filename: str = "vgg19.safetensors"  # the file inside that folder or repo
     appearance_jitter: float = 0.2  # colour jitter strength for the appearance-consistency loss
+    # Motion losses (sfd.training.motion_losses), on face-mesh points precomputed beside the frames
+    # (`python -m sfd.data.mesh_points`); 0 switches one off.
+    keypoint_flow_weight: float = 0.0  # the flow must carry each driver mesh point to the source's
+    warp_flow_weight: float = 0.0  # for warped drivers, the flow must equal the warp
+    readout_weight: float = 0.0  # a linear read-out from a_m(d) - a_m(s) to the point offsets
+    landmark_weight: float = 0.0  # mesh of the output vs the driver's points (runs the mesh network)
+    region_l1_boost: float = 0.0  # extra L1 weight inside the driver's mouth and eye masks
+    mouth_eye_point_weight: float = 5.0  # weight of lip and eye points in the point losses (others: 1)
     r1_gamma: float = 10.0
     r1_interval: int = 16  # lazy R1: every k-th step, scaled by k
 
@@ -63,6 +83,7 @@ class TrainingConfig:
     batch_size: int = 8  # per process
     gradient_accumulation_steps: int = 1
     max_steps: int = 100_000  # optimizer steps
+    max_minutes: float | None = None  # also stop after this much wall time (equal-time comparisons)
     mixed_precision: str = "no"  # "no", "fp16" or "bf16" (bf16 recommended on GPUs that have it)
     cpu: bool = False  # train on the CPU even when a GPU is present
     ema_decay: float = 0.999
@@ -94,11 +115,22 @@ class TrainingConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("l1_weight", "perceptual_weight", "adversarial_weight", "identity_weight",
-                     "appearance_weight", "r1_gamma"):
+                     "appearance_weight", "r1_gamma", "keypoint_flow_weight", "warp_flow_weight", "readout_weight",
+                     "landmark_weight", "region_l1_boost"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} cannot be negative, got {getattr(self, name)}")
+        if isinstance(self.manifest, str):
+            self.manifest = [self.manifest]
+        if self.perceptual_network not in ("vgg16", "vgg19"):
+            raise ValueError(f"perceptual_network must be vgg16 or vgg19, got {self.perceptual_network!r}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+
+    @property
+    def needs_mesh(self) -> bool:
+        """Whether a loss reads the frames' precomputed mesh points."""
+        return any(w > 0 for w in (self.keypoint_flow_weight, self.readout_weight, self.landmark_weight,
+                                   self.region_l1_boost))
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict:

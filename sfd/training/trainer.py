@@ -3,7 +3,7 @@
 Each optimizer step does, for a batch of (source s, driving d) pairs (DESIGN.md, "Training"):
 
 1. generator side (D frozen): ``x = G(s, d)`` reconstructs d from s's identity and features and
-   d's motion; ``L_G = l1 |x - d| + perceptual VGG(x, d) + adversarial softplus(-D(x))
+   d's motion; ``L_G = l1 |x - d| + perceptual VGG16(x, d) + adversarial softplus(-D(x))
    + identity |a_id(s) - a_id(d)|^2 + appearance |a_m(d) - a_m(jitter(d))|^2``;
 2. discriminator side: ``softplus(D(x)) + softplus(-D(d))``, plus every `r1_interval` steps the
    lazy R1 penalty ``gamma / 2 * interval * |grad D(d)|^2`` on the same real batch.
@@ -25,12 +25,19 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from sfd.data import ColorJitter, FaceVideoDataset, PairAugmentation
-from sfd.errors import SFDError
+from sfd.data import ColorJitter, DriverWarp, FaceVideoDataset, IdentityPairDataset, PairAugmentation
+from sfd.data.mesh_points import NUM_POINTS
+from sfd.errors import SFDError, WeightsError
 from sfd.models import Discriminator, SFDModel
+from sfd.pretrained.face_mesh import FaceMesh
+from sfd.pretrained.face_mesh_regions import REGIONS, eyes_mask, mouth_mask
+from sfd.pretrained.vgg16 import VGG16PerceptualLoss
 
 from .adversarial_loss import discriminator_adversarial_loss, generator_adversarial_loss, r1_penalty
 from .checkpointing import CheckpointManager
+from .motion_losses import (MotionReadout, keypoint_flow_loss, readout_loss, region_weighted_l1,
+                            warp_flow_loss)
+from .motion_watch import MotionWatch
 from .config import CONFIG_FILE, TrainingConfig
 from .descriptor_losses import appearance_consistency_loss, identity_consistency_loss
 from .ema import ModelEMA
@@ -39,6 +46,7 @@ from .image_grid import sample_grid
 from .vgg19_perceptual_loss import VGG19PerceptualLoss
 
 log = logging.getLogger("sfd.training")
+READOUT_FILE = "readout.safetensors"  # the training-time motion read-out, beside a checkpoint's weights
 
 
 @dataclass
@@ -108,19 +116,24 @@ class Trainer:
         betas = tuple(config.adam_betas)
         generator_optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, betas=betas,
                                                eps=config.adam_eps)
+        # The motion read-out is a training-time head (not exported): its own optimizer, so that the
+        # generator's optimizer state keeps the layout of the model's parameters.
+        self.readout = None
+        if config.readout_weight > 0:
+            self.readout = MotionReadout(mc.motion_dim, NUM_POINTS).to(acc.device)
+            self.readout_optimizer = torch.optim.Adam(self.readout.parameters(), lr=1e-3, eps=config.adam_eps)
         discriminator_optimizer = torch.optim.Adam(discriminator.parameters(),
                                                    lr=config.discriminator_learning_rate or config.learning_rate,
                                                    betas=betas, eps=config.adam_eps)
 
         # ---- losses that hold networks
-        self.perceptual = None
-        if config.perceptual_weight > 0:
-            if not config.vgg19_weights:
-                raise SFDError("perceptual_weight > 0 needs vgg19_weights: a .safetensors file, a folder or a Hub "
-                               "repo (make one with python -m sfd.training.convert_vgg19), or set perceptual_weight 0")
-            self.perceptual = VGG19PerceptualLoss.from_pretrained(
-                config.vgg19_weights, config.vgg19_weights_filename, scales=config.perceptual_scales,
-                layer_weights=config.perceptual_layer_weights).to(acc.device)
+        self.perceptual = self._perceptual_loss(config)
+        if self.perceptual is not None:
+            self.perceptual.to(acc.device)
+        self.face_mesh = FaceMesh.from_pretrained(device=acc.device) if config.landmark_weight > 0 else None
+        self.point_weights = torch.ones(NUM_POINTS, device=acc.device)
+        for region in ("outer_lips", "inner_lips", "left_eye", "right_eye"):
+            self.point_weights[REGIONS[region]] = config.mouth_eye_point_weight
         self.appearance_jitter = ColorJitter(brightness=config.appearance_jitter, contrast=config.appearance_jitter,
                                              saturation=config.appearance_jitter, hue=config.appearance_jitter / 4)
 
@@ -129,18 +142,34 @@ class Trainer:
         if config.augment:
             augmentation = PairAugmentation(flip_prob=config.flip_prob, brightness=config.color_jitter,
                                             contrast=config.color_jitter, saturation=config.color_jitter)
-        self.train_dataset = FaceVideoDataset(config.data_root, config.train_split, size=mc.size,
-                                              augmentation=augmentation, pairs_per_clip=config.pairs_per_clip,
-                                              min_frame_gap=config.min_frame_gap,
-                                              cache_bytes=config.frame_cache_mb * 2**20)
+        if config.manifest or config.warp_prob > 0 or config.needs_mesh:
+            warp = DriverWarp(rotation_deg=config.warp_rotation_deg, scale=config.warp_scale, shift=config.warp_shift,
+                              elastic_amplitude=config.warp_elastic)
+            self.train_dataset = IdentityPairDataset(
+                config.data_root, config.train_split, size=mc.size, manifest=config.manifest,
+                augmentation=augmentation, driver_warp=warp, warp_prob=config.warp_prob,
+                still_share=config.still_share, pairs_per_identity=config.pairs_per_clip,
+                min_frame_gap=config.min_frame_gap, cache_bytes=config.frame_cache_mb * 2**20,
+                mesh=config.needs_mesh)
+        else:
+            self.train_dataset = FaceVideoDataset(config.data_root, config.train_split, size=mc.size,
+                                                  augmentation=augmentation, pairs_per_clip=config.pairs_per_clip,
+                                                  min_frame_gap=config.min_frame_gap,
+                                                  cache_bytes=config.frame_cache_mb * 2**20)
         per_step = config.batch_size * acc.num_processes
         if len(self.train_dataset) < per_step:
             raise SFDError(f"{len(self.train_dataset)} training pairs cannot fill a batch of {per_step}: "
-                           f"raise pairs_per_clip (now {config.pairs_per_clip}) or lower batch_size")
+                           f"raise pairs_per_clip (pairs per clip or per person, now {config.pairs_per_clip}) "
+                           f"or lower batch_size")
         loader = DataLoader(self.train_dataset, batch_size=config.batch_size, shuffle=True, drop_last=True,
                             num_workers=config.num_workers, persistent_workers=config.num_workers > 0,
                             pin_memory=acc.device.type == "cuda")
         self.eval_dataset = self._eval_dataset(mc.size)
+        self.motion_watch = None
+        if config.motion_watch_clips > 0 and config.eval_split:
+            watch = MotionWatch(config.eval_root or config.data_root, config.eval_split, mc.size,
+                                clips=config.motion_watch_clips)
+            self.motion_watch = watch if watch else None
 
         (self.model, self.discriminator, self.generator_optimizer, self.discriminator_optimizer,
          self.train_loader) = acc.prepare(model, discriminator, generator_optimizer, discriminator_optimizer, loader)
@@ -159,20 +188,42 @@ class Trainer:
         self.eval_history: list[dict[str, float]] = []
 
     # ------------------------------------------------------------------ set-up helpers
+    @staticmethod
+    def _perceptual_loss(config: TrainingConfig) -> torch.nn.Module | None:
+        """The frozen VGG loss, or None when its weight is 0; WeightsError when its weights are missing."""
+        if config.perceptual_weight == 0:
+            return None
+        kwargs = {"scales": config.perceptual_scales, "layer_weights": config.perceptual_layer_weights}
+        if config.perceptual_network == "vgg16":
+            try:
+                return VGG16PerceptualLoss.from_pretrained(config.vgg16_weights, **kwargs)
+            except WeightsError as error:
+                raise WeightsError(f"the perceptual loss (perceptual_weight {config.perceptual_weight:g}) needs "
+                                   f"VGG16: {error}; or set perceptual_weight 0") from error
+        if not config.vgg19_weights:
+            raise WeightsError("perceptual_network vgg19 needs vgg19_weights: a .safetensors file, a folder or a Hub "
+                               "repo (make one with python -m sfd.training.convert_vgg19); the default "
+                               "perceptual_network vgg16 needs only `python -m sfd weights fetch-aux`")
+        return VGG19PerceptualLoss.from_pretrained(config.vgg19_weights, config.vgg19_weights_filename, **kwargs)
+
     def _eval_dataset(self, size: int) -> FaceVideoDataset | None:
         split = self.config.eval_split
         if not split:
             return None
-        if not (Path(self.config.data_root) / split).is_dir():
-            log.info("no %s/ split under %s: no held-out evaluation", split, self.config.data_root)
+        root = self.config.eval_root or self.config.data_root
+        if not (Path(root) / split).is_dir():
+            log.info("no %s/ split under %s: no held-out evaluation", split, root)
             return None
-        return FaceVideoDataset(self.config.data_root, split, size=size, augmentation=None,
+        return FaceVideoDataset(root, split, size=size, augmentation=None,
                                 pairs_per_clip=self.config.eval_pairs_per_clip, seed=self.config.seed,
                                 min_frame_gap=self.config.min_frame_gap, cache_bytes=self.config.frame_cache_mb * 2**20)
 
     @property
     def optimizers(self) -> dict:
-        return {"generator": self.generator_optimizer, "discriminator": self.discriminator_optimizer}
+        optimizers = {"generator": self.generator_optimizer, "discriminator": self.discriminator_optimizer}
+        if self.readout is not None:
+            optimizers["readout"] = self.readout_optimizer
+        return optimizers
 
     def maybe_resume(self) -> Path | None:
         """Restore the checkpoint `config.resume` names ("latest" or a folder); once per trainer."""
@@ -188,6 +239,10 @@ class Trainer:
             path = Path(self.config.resume)
         state = self.checkpoints.load(path, self.accelerator, self.model, self.discriminator, self.ema,
                                       self.optimizers)
+        if self.readout is not None:
+            from safetensors.torch import load_file
+
+            self.readout.load_state_dict(load_file(str(path / READOUT_FILE), device=str(self.accelerator.device)))
         self.step = int(state["step"])
         self.epoch = int(state.get("epoch", 0))
         self.history = list(state.get("history", []))
@@ -217,12 +272,17 @@ class Trainer:
         # ---- generator side
         self.discriminator.requires_grad_(False)
         with acc.autocast():
-            out = self.model(source, driving)
+            out = self.model(source, driving, return_flow=cfg.keypoint_flow_weight > 0 or cfg.warp_flow_weight > 0)
             image = out.image.float()
             loss = image.new_zeros(())
             if cfg.l1_weight > 0:
-                terms["l1"] = F.l1_loss(image, driving)
+                if cfg.region_l1_boost > 0:
+                    mask = self._mouth_eye_mask(batch, image.shape[-1])
+                    terms["l1"] = region_weighted_l1(image, driving, mask, cfg.region_l1_boost)
+                else:
+                    terms["l1"] = F.l1_loss(image, driving)
                 loss = loss + cfg.l1_weight * terms["l1"]
+            loss = loss + self._motion_terms(batch, out, image, terms)
             if self.perceptual is not None:
                 terms["perceptual"] = self.perceptual(image, driving)
                 loss = loss + cfg.perceptual_weight * terms["perceptual"]
@@ -244,6 +304,9 @@ class Trainer:
             acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
         self.generator_optimizer.step()
         self.generator_optimizer.zero_grad(set_to_none=True)
+        if self.readout is not None:
+            self.readout_optimizer.step()
+            self.readout_optimizer.zero_grad(set_to_none=True)
         self.discriminator.requires_grad_(True)
 
         # ---- discriminator side
@@ -270,6 +333,41 @@ class Trainer:
         self._last_sample = (source.detach(), driving.detach(), out.image.detach())
         return {k: v.detach().float() for k, v in terms.items()}
 
+    def _motion_terms(self, batch: dict, out, image: torch.Tensor, terms: dict) -> torch.Tensor:
+        """The weighted sum of the motion losses that are switched on; each goes into `terms`."""
+        cfg = self.config
+        total = image.new_zeros(())
+        if cfg.warp_flow_weight > 0:
+            # Only drivers that are a pure warp of their source (stills) have a known flow everywhere.
+            warped_stills = batch["is_still"].to(image.device)
+            if warped_stills.any():
+                terms["warp_flow"] = warp_flow_loss(out.flow, batch["warp"], valid=warped_stills)
+                total = total + cfg.warp_flow_weight * terms["warp_flow"]
+        if not cfg.needs_mesh:
+            return total
+        source_points, driver_points = batch["source_points"], batch["driver_points"]
+        valid = batch["points_valid"].to(image.device)
+        if cfg.keypoint_flow_weight > 0:
+            terms["keypoint_flow"] = keypoint_flow_loss(out.flow, source_points, driver_points, self.point_weights, valid)
+            total = total + cfg.keypoint_flow_weight * terms["keypoint_flow"]
+        if self.readout is not None:
+            predicted = self.readout(out.driving.motion - out.source.motion)
+            terms["readout"] = readout_loss(predicted, source_points, driver_points, valid=valid)
+            total = total + cfg.readout_weight * terms["readout"]
+        if self.face_mesh is not None:
+            size = image.shape[-1]
+            found = self.face_mesh.on_aligned(image).points[..., :2] / size * 2 - 1
+            error = ((found - driver_points).abs().sum(-1) * self.point_weights).sum(-1) / self.point_weights.sum()
+            terms["landmark"] = (error * valid).sum() / valid.sum().clamp(min=1)
+            total = total + cfg.landmark_weight * terms["landmark"]
+        return total
+
+    def _mouth_eye_mask(self, batch: dict, size: int) -> torch.Tensor:
+        """(B, 1, size, size) mouth and eye masks of the driving frames, from their mesh points."""
+        pixels = (batch["driver_points"] + 1) / 2 * size
+        mask = torch.maximum(mouth_mask(pixels, size), eyes_mask(pixels, size))
+        return mask * batch["points_valid"].to(mask.dtype)[:, None, None, None]
+
     # ------------------------------------------------------------------ the loop
     def train(self) -> TrainResult:
         cfg, acc = self.config, self.accelerator
@@ -294,7 +392,8 @@ class Trainer:
 
             bar = tqdm(total=cfg.max_steps, initial=self.step, unit="step", desc="train", dynamic_ncols=True)
         batches = self._batches()
-        while self.step < cfg.max_steps:
+        deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes else float("inf")
+        while self.step < cfg.max_steps and time.monotonic() < deadline:
             batch = next(batches)
             with acc.accumulate(self.model, self.discriminator):
                 terms = self.training_step(batch)
@@ -368,9 +467,12 @@ class Trainer:
             dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.config.mixed_precision)
             value = reconstruction_l1(self.ema.model, self.eval_dataset, batch_size=self.config.batch_size,
                                       device=acc.device, autocast_dtype=dtype)
-            self.eval_history.append({"step": self.step, "l1": value})
-            acc.log({"eval/l1": value}, step=self.step)
-            log.info("step %d: held-out reconstruction L1 %.4f", self.step, value)
+            record = {"l1": value}
+            if self.motion_watch is not None:
+                record.update(self.motion_watch(self.ema.model))
+            self.eval_history.append({"step": self.step, **record})
+            acc.log({f"eval/{k}": v for k, v in record.items()}, step=self.step)
+            log.info("step %d: held-out %s", self.step, ", ".join(f"{k} {v:.4f}" for k, v in record.items()))
         acc.wait_for_everyone()
         return value
 
@@ -378,6 +480,11 @@ class Trainer:
         path = self.checkpoints.save(self.step, self.accelerator, self.model, self.discriminator, self.ema,
                                      self.optimizers, extra={"epoch": self.epoch, "history": self.history,
                                                              "eval_history": self.eval_history})
+        if self.readout is not None and self.accelerator.is_main_process:
+            from safetensors.torch import save_file
+
+            save_file({k: v.detach().contiguous() for k, v in self.readout.state_dict().items()},
+                      str(path / READOUT_FILE))
         if self.accelerator.is_main_process:
             log.info("saved %s", path)
         return path
