@@ -137,9 +137,9 @@ def test_animate_returns_the_drivers_frames_and_audio_and_a_side_by_side(client,
     info, side = probe_video(result), probe_video(panels)
     assert Path(result).suffix == ".mp4" and driver.has_audio
     assert info.frame_count == driver.frame_count and info.has_audio
-    assert side.frame_count == driver.frame_count and side.width == 3 * side.height
-    pipe_size = served[1].sfd_handlers.pipe.size
-    assert side.height == pipe_size
+    # driver | portrait | result, each at the result's size (the driver and the portrait are square).
+    assert side.frame_count == driver.frame_count and (side.width, side.height) == (3 * info.width, info.height)
+    assert info.height > served[1].sfd_handlers.pipe.size  # the pasted-back portrait, not the model's crop
 
 
 def test_each_request_gets_its_own_output_folder_in_gradios_cache(served, gradio_cache):
@@ -222,6 +222,45 @@ def test_bad_inputs_get_errors_that_name_the_problem(client, faces_dir, tmp_path
     assert "coefficient 25 does not exist" in app_error(client, portrait, '{"25": 1}', "{}", api_name="/edit")
 
 
+def test_uploads_that_are_not_images_or_videos_say_so_by_name_without_a_traceback(client, faces_dir, tmp_path,
+                                                                                 capfd):
+    handle = gradio_client.handle_file
+    fake_image, fake_video = tmp_path / "source.jpg", tmp_path / "driving.mp4"
+    fake_image.write_text("a text file, whatever its name says")
+    fake_video.write_text("a text file, whatever its name says")
+    driving = clip(faces_dir / "lia-vox" / "driving2.mp4", tmp_path / "real.mp4", 1.0)
+    portrait = handle(str(PORTRAIT))
+    capfd.readouterr()  # the server runs in this process: from here on its output is this test's
+    assert "source.jpg is not an image" in app_error(client, handle(str(fake_image)), handle(str(driving)),
+                                                     api_name="/animate")
+    assert "driving.mp4 is not a video" in app_error(client, portrait, handle(str(fake_video)), api_name="/animate")
+    assert "source.jpg is not an image" in app_error(client, handle(str(fake_image)), "{}", "{}", api_name="/edit")
+    assert "source.jpg is not an image" in app_error(client, handle(str(fake_image)), api_name="/descriptors")
+    assert "real.mp4 is not an image" in app_error(client, handle(str(driving)), api_name="/descriptors")
+    assert "driving.mp4 is not a video" in app_error(client, handle(str(fake_video)), "{}", "{}",
+                                                     api_name="/edit_video")
+    assert "source.jpg is not an image" in app_error(client, handle(str(fake_image)), True, 2.0, 0.0, -0.05, "{}",
+                                                     "{}", api_name="/load_face")
+    server = capfd.readouterr()
+    assert "Traceback" not in server.err + server.out and "has raised an exception" not in server.err + server.out
+
+
+def test_a_driver_that_opens_without_a_face_is_animated_from_its_first_face(served, faces_dir, tmp_path,
+                                                                           monkeypatch):
+    from sfd.media import VideoWriter, read_video
+
+    frames, info = read_video(faces_dir / "lia-vox" / "driving2.mp4", max_frames=12)
+    with VideoWriter(tmp_path / "fade_in.mp4", info.fps) as writer:
+        writer.write(np.concatenate([np.zeros((5, *frames.shape[1:]), np.uint8), frames]))
+    notices = []
+    monkeypatch.setattr(gr, "Info", notices.append)  # the toast, outside a request
+    handlers = served[1].sfd_handlers
+    result, _ = handlers.animate(str(PORTRAIT), str(tmp_path / "fade_in.mp4"), progress=lambda *a, **k: None)
+    assert probe_video(result).frame_count == 17
+    assert notices == ["Done: no face in 5 of 17 driving frames (the first face is in frame 5; "
+                       "the frames before it hold its pose)."]
+
+
 # ---------------------------------------------------------------------- the page in Chromium
 def test_page_shows_both_tabs_and_a_slider_move_updates_the_image(served, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")
@@ -264,6 +303,29 @@ def test_page_shows_both_tabs_and_a_slider_move_updates_the_image(served, tmp_pa
         finally:
             browser.close()
     assert (tmp_path / "animate.png").stat().st_size > 10_000 and (tmp_path / "edit.png").stat().st_size > 10_000
+
+
+def test_page_says_which_upload_is_not_an_image(served, faces_dir, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    expect = playwright.expect
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set SFD_CHROMIUM)")
+    fake = tmp_path / "source.jpg"
+    fake.write_text("a text file, whatever its name says")
+    driving = clip(faces_dir / "lia-vox" / "driving2.mp4", tmp_path / "driving.mp4", 1.0)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(served[0])
+            page.locator("#sfd-animate-source input[type=file]").set_input_files(str(fake))
+            page.locator("#sfd-animate-driving input[type=file]").set_input_files(str(driving))
+            expect(page.locator("#sfd-animate-driving video")).to_have_count(1, timeout=60_000)  # uploaded
+            page.get_by_role("button", name="Animate", exact=True).click()
+            expect(page.get_by_text("source.jpg is not an image")).to_be_visible(timeout=60_000)
+            page.screenshot(path=str(tmp_path / "error.png"), full_page=True)
+        finally:
+            browser.close()
 
 
 # ---------------------------------------------------------------------- weights, calibration, settings

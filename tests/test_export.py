@@ -156,6 +156,26 @@ def test_fp16_only_export_with_an_atlas_loads_without_naming_the_variant(checkpo
     assert not (tmp_path / "broken").exists()
 
 
+def test_card_title_and_model_index_name_come_from_the_model_not_the_last_file_copied(checkpoint, tmp_path):
+    atlas_dir = tmp_path / "atlas-source"
+    (atlas_dir / "atlas").mkdir(parents=True)
+    directions = []
+    for i in range(3):
+        (atlas_dir / "atlas" / f"direction_{i:02d}.png").write_bytes(b"png")
+        directions.append({"index": i, "name": "subtle", "group": "Other", "measurements": {},
+                           "preview": f"atlas/direction_{i:02d}.png"})
+    (atlas_dir / "atlas.json").write_text(json.dumps({"version": 1, "directions": directions}))
+    (tmp_path / "evaluation.json").write_text(json.dumps(evaluation_results()))
+    for model_name, title in [(None, "sfd-atlas"), ("SFD tiny demo", "SFD tiny demo")]:
+        out = export(checkpoint, tmp_path / "sfd-atlas", atlas=atlas_dir / "atlas.json", model_name=model_name,
+                     eval_json=tmp_path / "evaluation.json", fp16=False, overwrite=True)
+        assert (out / "atlas" / "direction_02.png").is_file()
+        card = (out / "README.md").read_text(encoding="utf-8")
+        (entry,) = front_matter(card)["model-index"]
+        assert entry["name"] == title
+        assert f"\n# {title}\n" in card and "# atlas/" not in card
+
+
 def test_exported_folder_loads_in_the_pipeline_with_its_detector(exported):
     pipe = SFDPipeline.from_pretrained(exported, device="cpu")
     assert pipe.face_detector.name.lower().startswith("retinaface")

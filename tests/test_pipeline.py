@@ -2,15 +2,22 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from sfd import SFDModel, SFDPipeline
 from sfd.errors import ImageError, NoFaceError, SFDError, VideoError
 from sfd.media import VideoWriter, probe_video, read_video
 from sfd.pipeline import MotionSmoother
+
+# A short real talking clip (2 s, 256x256, a face in every frame) from the shared corpus, read in place.
+TALKING_CLIP = (Path(__file__).resolve().parents[1].parent / "shared" / "data" / "talking-heads" / "clips"
+                / "010_styletalk-furious-talk2-clip1.mp4")
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +31,25 @@ def weights(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pipe(weights):
     return SFDPipeline.from_pretrained(weights, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def moving_pipe(pipe):
+    """The tiny model with its generator nudged off the do-nothing start, so that motion moves pixels."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = SFDModel.from_preset("tiny")
+        with torch.no_grad():
+            for p in model.generator.parameters():
+                p.add_(0.02 * torch.randn_like(p))
+    return SFDPipeline(model, face_detector=pipe.face_detector, device="cpu")
+
+
+@pytest.fixture
+def talking_clip() -> Path:
+    if not TALKING_CLIP.is_file():
+        pytest.skip(f"shared talking-head clip not found at {TALKING_CLIP}")
+    return TALKING_CLIP
 
 
 def clip(src, dst, seconds: float, extra=()):
@@ -54,7 +80,10 @@ def test_animate_real_clip_keeps_frames_fps_size_and_audio(pipe, faces_dir, tmp_
                        side_by_side_path=tmp_path / "out" / "panels.mp4")
     info = probe_video(out)
     panels = probe_video(tmp_path / "out" / "panels.mp4")
-    assert (panels.width, panels.height) == (3 * pipe.size, pipe.size) and panels.frame_count == driver.frame_count
+    # The square driver at the result's height, then the source and the result at their own size.
+    assert (panels.width, panels.height) == (info.height + 2 * info.width, info.height)
+    assert panels.frame_count == driver.frame_count
+    assert out.faceless_frames == 0 and out.face_summary() == "a face in every driving frame"
     width, height = Image.open(source).size
     assert info.frame_count == driver.frame_count
     assert info.fps == pytest.approx(driver.fps)
@@ -81,6 +110,79 @@ def test_still_driver_with_relative_motion_reproduces_the_source_reconstruction(
     reconstruction = pipe.edit(source, paste_back=False)
     assert frames.shape == (5, pipe.size, pipe.size, 3)
     assert np.abs(frames.astype(int) - reconstruction.astype(int)).max() <= 1
+
+
+def opening_on_black(clip, path, black: int, face_frames: int) -> Path:
+    """`clip`'s first `face_frames` frames after `black` black frames (a fade-in, a title card)."""
+    frames, info = read_video(clip, max_frames=face_frames)
+    with VideoWriter(path, info.fps) as writer:
+        writer.write(np.concatenate([np.zeros((black, *frames.shape[1:]), np.uint8), frames]))
+    return path
+
+
+def mean_difference(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+
+
+def test_driver_opening_without_a_face_is_animated_from_its_first_face(moving_pipe, faces_dir, talking_clip,
+                                                                      tmp_path):
+    pipe = moving_pipe
+    driving = opening_on_black(talking_clip, tmp_path / "fade_in.mp4", black=10, face_frames=20)
+    source = pipe.prepare_source(faces_dir / "lia-vox" / "taylor.png")
+    still = pipe.edit(source, paste_back=False)  # what a driver that does not move gives
+
+    result = pipe.animate(source.image, driving, tmp_path / "out.mp4", paste_back=False)
+    assert probe_video(result).frame_count == 30 == result.frame_count
+    assert (result.faceless_frames, result.first_face_frame) == (10, 10)
+    assert result.face_summary().startswith("no face in 10 of 30 driving frames")
+    # Relative motion counts from the first face: up to it, every frame shows the source as it is (had
+    # a black frame been the reference, the first face frame would differ from them by about 2.3).
+    video = read_video(result)[0]
+    assert mean_difference(video[0], still) < 4.0  # a 64 px H.264 frame
+    assert max(mean_difference(frame, video[0]) for frame in video[1:11]) < 0.5
+
+    # Exactly, without a video codec in between, in batches that split the black opening.
+    frames = read_video(driving)[0]
+    streamed = np.concatenate(list(pipe.iter_animate(source, [frames[:8], frames[8:16], frames[16:]],
+                                                     paste_back=False)))
+    assert streamed.shape == (30, pipe.size, pipe.size, 3)
+    assert np.abs(streamed[:11].astype(int) - still.astype(int)).max() <= 1
+    assert max(mean_difference(frame, still) for frame in streamed[11:]) > 0.1  # then the face moves
+
+    with VideoWriter(tmp_path / "black.mp4", 25) as writer:
+        writer.write(np.zeros((6, 256, 256, 3), np.uint8))
+    with pytest.raises(NoFaceError, match="driving video black.mp4: No face was found in any of its 6 frames"):
+        pipe.animate(source.image, tmp_path / "black.mp4", tmp_path / "none.mp4")
+    assert not (tmp_path / "none.mp4").exists()
+
+
+def high_frequency_energy(images: np.ndarray) -> float:
+    """Mean detail finer than about two pixels: what blurs away when a small picture is scaled up."""
+    gray = [cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) for image in images]
+    return float(np.mean([np.abs(g - cv2.GaussianBlur(g, (0, 0), 1.0)).mean() for g in gray]))
+
+
+def test_side_by_side_shows_sharp_panels_at_the_results_size(pipe, faces_dir, tmp_path):
+    # A 512 px source for a 256 px driver: the driver panel is enlarged to the result's height.
+    Image.open(faces_dir / "lia-vox" / "taylor.png").convert("RGB").resize((512, 512), Image.Resampling.LANCZOS
+                                                                           ).save(tmp_path / "taylor512.png")
+    driving = clip(faces_dir / "lia-vox" / "driving2.mp4", tmp_path / "d.mp4", 0.6)
+    result = pipe.animate(tmp_path / "taylor512.png", driving, tmp_path / "result.mp4",
+                          side_by_side_path=tmp_path / "panels.mp4")
+    assert result.side_by_side == tmp_path / "panels.mp4"
+    results, panels, drivers = read_video(result)[0], read_video(tmp_path / "panels.mp4")[0], read_video(driving)[0]
+    height, width = results.shape[1:3]
+    assert (height, width) == (512, 512) and panels.shape[1:3] == (height, 3 * width)
+    assert len(panels) == len(results) == len(drivers)
+    assert mean_difference(panels[:, :, 2 * width:], results) < 2.0  # the result as it is, up to the codec
+    driver_panels = panels[:, :, :width]
+    enlarged = np.stack([cv2.resize(d, (width, height), interpolation=cv2.INTER_CUBIC) for d in drivers])
+    assert mean_difference(driver_panels, enlarged) < 4.0  # the whole driving frame
+    # As sharp as the driving frames themselves at that size (a model-size crop scaled up is not).
+    assert high_frequency_energy(driver_panels) > 0.8 * high_frequency_energy(enlarged)
+    thumbnail = np.stack([cv2.resize(cv2.resize(d, (pipe.size, pipe.size), interpolation=cv2.INTER_AREA),
+                                     (width, height), interpolation=cv2.INTER_CUBIC) for d in drivers])
+    assert high_frequency_energy(thumbnail) < 0.7 * high_frequency_energy(enlarged)  # the test can tell
 
 
 def test_edit_moves_the_face_and_keeps_the_image_size(pipe, faces_dir):
@@ -189,6 +291,7 @@ def test_cli_animate_edit_and_errors(weights, faces_dir, tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "25 frames" in done.stdout and "with audio" in done.stdout
+    assert "no face in" not in done.stdout  # the driver is taken whole: no face to miss
     done = subprocess.run([sys.executable, "-m", "sfd", "edit", "--weights", str(weights), "--source",
                            str(faces_dir / "lia-vox" / "monroe.png"), "--motion", "3=1.5", "--output",
                            str(tmp_path / "e.png")], capture_output=True, text=True, timeout=300)
@@ -199,6 +302,19 @@ def test_cli_animate_edit_and_errors(weights, faces_dir, tmp_path):
                            str(tmp_path / "landscape.png"), "--output", str(tmp_path / "x.png")],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "No face was found" in done.stderr and not (tmp_path / "x.png").exists()
+
+
+def test_cli_summary_counts_the_driving_frames_without_a_face(weights, faces_dir, talking_clip, tmp_path):
+    frames, info = read_video(talking_clip, max_frames=15)
+    black = np.zeros((5, *frames.shape[1:]), np.uint8)
+    with VideoWriter(tmp_path / "cut_away.mp4", info.fps) as writer:  # black, face, black (a cut), face
+        writer.write(np.concatenate([black, frames[:10], black, frames[10:]]))
+    done = subprocess.run([sys.executable, "-m", "sfd", "animate", "--weights", str(weights), "--source",
+                           str(faces_dir / "lia-vox" / "monroe.png"), "--driving", str(tmp_path / "cut_away.mp4"),
+                           "--output", str(tmp_path / "o.mp4")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "25 frames" in done.stdout and "no face in 10 of 25 driving frames" in done.stdout
+    assert "the first face is in frame 5" in done.stdout and len(done.stdout.strip().splitlines()) == 1
 
 
 def test_edit_video_keeps_frames_and_audio_and_applies_offsets(weights, faces_dir, tmp_path):

@@ -2,7 +2,9 @@
 
 Nothing here knows about faces or video beyond calling `SFDPipeline`: each handler checks its
 inputs, converts types, gives each request its own output folder and turns the pipeline's
-`SFDError`s into `gr.Error`s with the same message.
+`SFDError`s into `gr.Error`s with the same message. Uploaded files arrive unopened (see
+`ui.unopened`): an image is checked as the pipeline reads it (`prepare`), a video by
+`probe_video` before any work, so a file that is neither says so by name.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from PIL import Image
 
 from ..errors import SFDError
 from ..face import DEFAULT_OFFSET_X, DEFAULT_OFFSET_Y, DEFAULT_SCALE
+from ..media import probe_video
 from ..pipeline import SourceFace
 from .gpu import keep, on_device
 from .offsets import format_offsets, parse_offsets
@@ -147,7 +150,11 @@ class AppHandlers:
 
     def prepare(self, image: str, auto_crop: bool = True, scale: float | None = None,
                 offset_x: float | None = None, offset_y: float | None = None) -> SourceFace:
-        """The encoded face of `image` (a file path), from the cache when this image was seen."""
+        """The encoded face of `image` (a file path), from the cache when this image was seen.
+
+        The pipeline's reading of the file is its check: one that is not an image (or is
+        truncated, empty, too large) is an ImageError naming the file and the problem.
+        """
         _require(image, "a portrait (upload, webcam or paste)")
         crop = {k: float(v) for k, v in (("scale", scale), ("offset_x", offset_x), ("offset_y", offset_y))
                 if v is not None}
@@ -168,6 +175,13 @@ class AppHandlers:
         with os.fdopen(fd, "wb") as f:
             Image.fromarray(image).save(f, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
         return path
+
+    def _video(self, video: str | None, what: str) -> str:
+        """The path of an uploaded video, checked before any work: a VideoError names the file
+        and what is wrong with it (not a video, no frames, longer than the app's limit)."""
+        _require(video, what)
+        probe_video(video, max_duration=self.settings.max_seconds)
+        return video
 
     def _offsets(self, motion_json: str | None, identity_json: str | None) -> tuple[dict, dict]:
         return (parse_offsets(motion_json, self.motion_dim, "motion"),
@@ -204,6 +218,9 @@ class AppHandlers:
                 progress=gr.Progress()) -> tuple[str, str]:
         """Animate a portrait with the motion of a driving video.
 
+        A driving video that opens without a face (a title card, a fade-in) is animated from its first
+        face; a notice says how many of its frames had none.
+
         Args:
             source_image: the portrait to animate (an image file).
             driving_video: the video whose head and face motion is transferred (mp4, webm, mov, ...).
@@ -221,9 +238,10 @@ class AppHandlers:
             The animated video and a side-by-side video (driver | portrait | result), both mp4.
         """
         _require(source_image, "a source portrait (upload, webcam or paste)")
-        _require(driving_video, "a driving video (upload or record)")
+        self._video(driving_video, "a driving video (upload or record)")
         if motion not in ("relative", "absolute"):
             raise gr.Error(f'motion must be "relative" or "absolute", not {motion!r}', print_exception=False)
+        source = self.prepare(source_image, auto_crop, scale, offset_x, offset_y)
         folder = self.new_request_dir()
 
         def report(done: int, total: int) -> None:
@@ -231,15 +249,18 @@ class AppHandlers:
 
         try:
             result = self.pipe.animate(
-                source_image, driving_video, folder / "animated.mp4", relative=motion == "relative",
-                crop=bool(auto_crop), crop_driving=bool(crop_driving), paste_back=bool(paste_back),
+                on_device(source, self.pipe.device), driving_video, folder / "animated.mp4",
+                relative=motion == "relative", crop_driving=bool(crop_driving), paste_back=bool(paste_back),
                 keep_audio=bool(keep_audio), smoothing=float(smoothing), scale=float(scale),
                 offset_x=float(offset_x), offset_y=float(offset_y), max_duration=self.settings.max_seconds,
                 side_by_side_path=folder / "side_by_side.mp4", progress=report)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        return str(result), str(folder / "side_by_side.mp4")
+        if result.faceless_frames:
+            log.info("animate: %s", result.face_summary())
+            gr.Info(f"Done: {result.face_summary()}.")
+        return str(result.path), str(result.side_by_side)
 
     # ------------------------------------------------------------------ Edit tab (UI events)
     @user_errors
@@ -351,7 +372,7 @@ class AppHandlers:
         Returns:
             The edited video (mp4).
         """
-        _require(video, "a video to edit (upload one, or take the animated result or the driving video)")
+        self._video(video, "a video to edit (upload one, or take the animated result or the driving video)")
         motion, identity = self._offsets(motion_offsets, identity_offsets)
         folder = self.new_request_dir()
 

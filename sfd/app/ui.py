@@ -37,6 +37,27 @@ GPU_SECONDS_IMAGE = 20
 SLIDERS_PER_ROW = 5
 
 
+def unopened(image: gr.Image) -> gr.Image:
+    """`image` (of type "filepath") handing an upload's path to its events without opening it.
+
+    Gradio's own preprocessing opens the file with Pillow, and one that is not an image then fails
+    as a bare "has raised an exception" with a traceback in the log; the handlers read the file
+    themselves and say what is wrong with it, by name. Set on the instance: Gradio writes a .pyi
+    stub next to the module of any subclass of its components.
+    """
+    if image.type != "filepath":
+        raise ValueError(f'unopened() hands over file paths: the image must have type="filepath", not {image.type!r}')
+    gradio_preprocess = image.preprocess
+
+    def preprocess(payload):
+        if payload is None or payload.path is None or (payload.url or "").startswith("data:"):
+            return gradio_preprocess(payload)  # nothing, or inline data that Gradio writes to a file
+        return str(payload.path)
+
+    image.preprocess = preprocess
+    return image
+
+
 def _example(name: str) -> str | None:
     path = EXAMPLES_DIR / name
     return str(path) if path.is_file() else None
@@ -116,8 +137,8 @@ def header_markdown(loaded: LoadedWeights, settings: AppSettings) -> str:
 def build_animate_tab(handlers: AppHandlers) -> AnimateTab:
     with gr.Row():
         with gr.Column():
-            source = gr.Image(type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"],
-                              label="Source portrait", height=320, elem_id="sfd-animate-source")
+            source = unopened(gr.Image(type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"],
+                                       label="Source portrait", height=320, elem_id="sfd-animate-source"))
             driving = gr.Video(sources=["upload", "webcam"], include_audio=True, label="Driving video", height=320,
                                elem_id="sfd-animate-driving")
         with gr.Column():
@@ -179,8 +200,8 @@ def build_edit_tab(handlers: AppHandlers) -> EditTab:
     session = gr.State(None, time_to_live=handlers.settings.cache_seconds)
     with gr.Row():
         with gr.Column():
-            image = gr.Image(type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"],
-                             label="Portrait", height=320, elem_id="sfd-edit-portrait")
+            image = unopened(gr.Image(type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"],
+                                      label="Portrait", height=320, elem_id="sfd-edit-portrait"))
             with gr.Accordion("Face crop", open=False):
                 crop = crop_controls("the portrait")
         with gr.Column():

@@ -161,7 +161,7 @@ def export(checkpoint: str | Path, out_dir: str | Path, *, eval_json: str | Path
     detector = _check_detector(detector_weights) if detector_weights else None
     atlas_files = _atlas_files(atlas) if atlas else {}
     dataset_info = parse_datasets(datasets)
-    name = model_name or (push.split("/")[-1] if push else out.name)
+    model_name = model_name or (push.split("/")[-1] if push else out.name)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -179,12 +179,12 @@ def export(checkpoint: str | Path, out_dir: str | Path, *, eval_json: str | Path
         if evaluation is not None:
             (staging / EVALUATION_FILENAME).write_text(json.dumps(_without_local_paths(evaluation), indent=2) + "\n",
                                                        encoding="utf-8")
-        for name, path in atlas_files.items():
-            (staging / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, staging / name)
+        for relative, path in atlas_files.items():
+            (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, staging / relative)
         _drop_local_path(staging / "config.json")
         files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
-        card = render_model_card(model_name=name, repo_id=push, config=dict(model.config),
+        card = render_model_card(model_name=model_name, repo_id=push, config=dict(model.config),
                                  parameters=sum(p.numel() for p in model.parameters()), license=license,
                                  datasets=dataset_info, evaluation=evaluation, files=files + [CARD_FILENAME],
                                  template=card_template,
@@ -199,7 +199,7 @@ def export(checkpoint: str | Path, out_dir: str | Path, *, eval_json: str | Path
         raise
     if push:
         try:
-            push_to_hub(out, push, api=api, private=private, commit_message=f"Upload {name}")
+            push_to_hub(out, push, api=api, private=private, commit_message=f"Upload {model_name}")
         except Exception as error:  # no token, no network, no rights: the folder is there to retry with
             raise SFDError(f"{out} was written, but uploading it to {push} failed: {type(error).__name__}: "
                            f"{error}") from error

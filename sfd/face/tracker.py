@@ -4,9 +4,15 @@ It runs the face detector on every `every`-th frame, turns the main face into a 
 (`CropBox.from_face`) and smooths the boxes over time (`BoxSmoother`). For clips that are
 already face crops (VoxCeleb-style driving videos) use ``mode="full"``: no detection, the
 whole frame is the crop. Memory does not grow with the length of the video.
+
+`find_first_face` finds where a clip's face first appears (clips that open on a title card or a
+fade-in), so that the frames before it can be given that face's box.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -16,6 +22,29 @@ from sfd.face.detector import FaceDetector
 from sfd.face.smoother import BoxSmoother
 
 TRACK_MODES = ("smooth", "fixed", "raw", "full")
+
+
+@dataclass
+class FirstFace:
+    """The first frame of a clip that shows a face: its index, the frame and its crop box."""
+
+    index: int
+    frame: np.ndarray
+    box: CropBox
+
+
+def find_first_face(detector: FaceDetector, frames: Iterable[np.ndarray], scale: float = DEFAULT_SCALE,
+                    offset_x: float = DEFAULT_OFFSET_X, offset_y: float = DEFAULT_OFFSET_Y) -> FirstFace | None:
+    """The first of `frames` in which `detector` finds a face (None when none has one).
+
+    Reads no further than that frame, so a caller can go on with the rest of a stream. The box
+    is the main face's, framed as `FaceTracker` frames it.
+    """
+    for index, frame in enumerate(frames):
+        faces = detector.detect(frame)
+        if faces:
+            return FirstFace(index, frame, CropBox.from_face(faces[0], scale, offset_x, offset_y))
+    return None
 
 
 class FaceTracker:
@@ -31,7 +60,9 @@ class FaceTracker:
         scale, offset_x, offset_y: crop framing, as in `CropBox.from_face`.
         smoother: a `BoxSmoother` to use instead of the default one for `mode`.
 
-    Call the tracker with each frame, in order; `reset()` before a new clip.
+    Call the tracker with each frame, in order; `reset()` before a new clip. `faceless_frames`
+    counts the frames the detector found no face in: once it misses, it runs on every frame until
+    the face is back, so that count covers every frame of the gap.
     """
 
     def __init__(
@@ -62,29 +93,40 @@ class FaceTracker:
         self.smoother.reset()
         self.frame_index = 0
         self.detections = 0  # how many frames the detector ran on (for reports and tests)
+        self.faceless_frames = 0
         self._have_box = False
+        self._face_lost = False
+        self._known_box: CropBox | None = None
+
+    def start_from(self, box: CropBox) -> None:
+        """The box of the next frame, found already (by `find_first_face`): no second detection."""
+        self._known_box = box
 
     def __call__(self, frame: np.ndarray) -> CropBox:
         """The crop box for the next frame of the clip.
 
-        Raises NoFaceError when no face has been found yet (on the first frames); a face
-        lost later keeps the last box.
+        Raises NoFaceError when no face has been found yet (on the first frames: see
+        `find_first_face` for clips that open without one); a face lost later keeps the last box.
         """
         i = self.frame_index
         self.frame_index += 1
         if self.mode == "full":
             h, w = np.asarray(frame).shape[:2]
             return CropBox.full_frame(h, w)
-        # Detect on schedule, and on every frame until a face has been found; "fixed"
-        # keeps its first box, so it stops detecting once it has one.
-        due = not self._have_box or (self.mode != "fixed" and i % self.every == 0)
-        box = None
-        if due:
+        box, self._known_box = self._known_box, None
+        if box is not None:
+            self._have_box = True
+        # Detect on schedule, and on every frame until a face has been found or while it is
+        # lost; "fixed" keeps its first box, so it stops detecting once it has one.
+        elif not self._have_box or (self.mode != "fixed" and (self._face_lost or i % self.every == 0)):
             self.detections += 1
             faces = self.detector.detect(frame)  # type: ignore[union-attr]
             if faces:
                 box = CropBox.from_face(faces[0], self.scale, self.offset_x, self.offset_y)
                 self._have_box = True
+            else:
+                self.faceless_frames += 1
+            self._face_lost = not faces
         try:
             return self.smoother.update(box)
         except ValueError:

@@ -8,6 +8,7 @@ writes an H.264 video with the driver's audio. Memory does not grow with the dri
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -15,14 +16,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import NoFaceError, SFDError, WeightsError
+from ..errors import NoFaceError, SFDError, VideoError, WeightsError
 from ..face import DEFAULT_OFFSET_X, DEFAULT_OFFSET_Y, DEFAULT_SCALE, CropBox, FaceDetector, FaceTracker
 from ..face import crop as crop_image
 from ..face import load_face_detector, paste_back
+from ..face.tracker import FirstFace, find_first_face
 from ..media import VideoReader, VideoWriter, load_image, probe_video
 from ..models import SFDModel
+from .animation_result import AnimationResult
 from .detail_transfer import DetailLayer, add_detail, detail_layer, detail_layers
 from .motion_smoother import MotionSmoother
+from .side_by_side import side_by_side
 from .source_face import SourceFace
 
 # Sources larger than this (longest side, px) are downscaled on load: the face crop is the
@@ -229,21 +233,62 @@ class SFDPipeline:
         return paste_back(source.image, face, source.box)
 
     # ------------------------------------------------------------------ animation
-    def _animate_batches(self, source: SourceFace, driving_batches: Iterable[np.ndarray], relative: bool,
-                         crop_driving: bool, smoothing: float, scale: float, offset_x: float, offset_y: float):
-        """Yields (driving frames, their crop boxes, animated model-size faces, the same faces at
-        paste resolution with the source's detail or None) per batch."""
+    def _driving_tracker(self, crop_driving: bool, scale: float, offset_x: float, offset_y: float,
+                         first: FirstFace) -> FaceTracker:
+        """The driver's tracker, to be called from the first face's frame on (its box is known)."""
         tracker = FaceTracker(self._detector() if crop_driving else None, mode="smooth" if crop_driving else "full",
                               every=DETECT_EVERY, scale=scale, offset_x=offset_x, offset_y=offset_y)
+        tracker.start_from(first.box)
+        return tracker
+
+    def _first_driving_face(self, frames: Iterable[np.ndarray], crop_driving: bool, scale: float, offset_x: float,
+                            offset_y: float, name: str) -> FirstFace | None:
+        """Where the driver's face first shows: frame 0 of a clip taken whole; None when there are no frames.
+
+        Raises NoFaceError, naming `name`, when no frame shows a face.
+        """
+        if not crop_driving:
+            frame = next(iter(frames), None)
+            return None if frame is None else FirstFace(0, frame, CropBox.full_frame(*frame.shape[:2]))
+        seen = 0
+
+        def counted():
+            nonlocal seen
+            for frame in frames:
+                seen += 1
+                yield frame
+
+        detector = self._detector()
+        first = find_first_face(detector, counted(), scale, offset_x, offset_y)
+        if first is None and seen:
+            raise NoFaceError(f"{name}: No face was found in any of its {seen} frames (detector: {detector.name}); "
+                              "if it is already a face crop, turn off cropping of the driving video.")
+        return first
+
+    def _animate_batches(self, source: SourceFace, driving_batches: Iterable[np.ndarray], first: FirstFace,
+                         tracker: FaceTracker, relative: bool, smoothing: float):
+        """Yields (driving frames, their crop boxes, animated model-size faces, the same faces at
+        paste resolution with the source's detail or None) per batch, from the clip's frame 0.
+
+        `first` is the reference of relative motion; the frames before it (no face yet) take its
+        box and its motion, so they show the source as the first face poses it.
+        """
         smoother = MotionSmoother(smoothing)
-        reference = None
+        with self._inference():
+            first_crop = crop_image(first.frame, first.box, self.descriptor_size)
+            reference = self.model.encode(self._to_tensor(first_crop[None]), with_features=False).motion.float()
+        start = 0  # index of the batch's first frame in the clip
         for frames in driving_batches:
-            boxes = [tracker(f) for f in frames]
-            crops = np.stack([crop_image(f, b, self.descriptor_size) for f, b in zip(frames, boxes)])
+            before_face = min(len(frames), max(0, first.index - start))
+            start += len(frames)
+            boxes = [first.box] * before_face + [tracker(f) for f in frames[before_face:]]
             with self._inference():
-                motion = smoother(self.model.encode(self._to_tensor(crops), with_features=False).motion.float())
-                if relative and reference is None:
-                    reference = motion[:1].clone()
+                motion = reference.expand(before_face, -1)
+                if before_face < len(frames):
+                    crops = np.stack([crop_image(f, b, self.descriptor_size)
+                                      for f, b in zip(frames[before_face:], boxes[before_face:])])
+                    tracked = self.model.encode(self._to_tensor(crops), with_features=False).motion.float()
+                    motion = torch.cat([motion, smoother(tracked)])
                 latent = self.model.transfer_motion(source.descriptors, motion, reference if relative else None)
             faces, sharp = self._generate(latent, source.descriptors.features, source.detail)
             yield frames, boxes, faces, sharp
@@ -254,11 +299,24 @@ class SFDPipeline:
                      offset_y: float = DEFAULT_OFFSET_Y) -> Iterator[np.ndarray]:
         """Animated frames (uint8 batches) for batches of driving frames, streaming.
 
-        The first driving frame is the reference of relative motion; `crop_driving=False`
+        The first driving frame with a face is the reference of relative motion, and the frames
+        before it hold its pose (they are kept in memory until it shows); `crop_driving=False`
         takes each driving frame whole (for clips that are already face crops).
         """
-        for _, _, faces, sharp in self._animate_batches(source, driving_batches, relative, crop_driving, smoothing,
-                                                        scale, offset_x, offset_y):
+        batches = iter(driving_batches)
+        held: list[np.ndarray] = []
+
+        def frames():
+            for batch in batches:
+                held.append(batch)
+                yield from batch
+
+        first = self._first_driving_face(frames(), crop_driving, scale, offset_x, offset_y, "the driving video")
+        if first is None:
+            return
+        tracker = self._driving_tracker(crop_driving, scale, offset_x, offset_y, first)
+        for _, _, faces, sharp in self._animate_batches(source, itertools.chain(held, batches), first, tracker,
+                                                        relative, smoothing):
             if not paste_back:
                 yield faces
             else:
@@ -269,16 +327,29 @@ class SFDPipeline:
                 keep_audio: bool = True, smoothing: float = 0.0, scale: float = DEFAULT_SCALE,
                 offset_x: float = DEFAULT_OFFSET_X, offset_y: float = DEFAULT_OFFSET_Y, batch_size: int = 8,
                 max_duration: float | None = None, side_by_side_path: str | os.PathLike | None = None,
-                progress: ProgressCallback | None = None) -> Path:
-        """Animate the source face with the motion of a driving video; returns the output path.
+                progress: ProgressCallback | None = None) -> AnimationResult:
+        """Animate the source face with the motion of a driving video; returns the `AnimationResult`
+        (path-like: the output video), which also says how many driving frames showed no face.
 
         The output is an H.264 mp4 at the driver's frame rate with one frame per driving frame,
         the source's size with `paste_back` (else the model's crop size), and the driver's audio
-        when it has one and `keep_audio` is on. It appears only when complete. With
-        `side_by_side_path`, a second video shows driver crop | source crop | result side by side.
+        when it has one and `keep_audio` is on. It appears only when complete. The first driving
+        frame with a face is the reference of relative motion; the frames before it (a title card,
+        a fade-in) hold its pose, and frames that lose the face keep the last crop box. Only a
+        driver without any face is a NoFaceError. With `side_by_side_path`, a second video shows
+        driver | source | result at the result's height (whole frames with `paste_back`, else
+        face crops).
         """
         source = self.prepare_source(source_image, crop=crop, scale=scale, offset_x=offset_x, offset_y=offset_y)
         info = probe_video(driving_video, max_duration=max_duration)
+        name = Path(driving_video).name
+        # A pass of its own (stopping at the face), so that a long face-less opening is never held in memory.
+        with VideoReader(driving_video, batch_size=batch_size, info=info) as reader:
+            first = self._first_driving_face((f for batch in reader for f in batch), crop_driving, scale, offset_x,
+                                             offset_y, f"driving video {name}")
+        if first is None:
+            raise VideoError(f"{name} has no video frames to animate.")
+        tracker = self._driving_tracker(crop_driving, scale, offset_x, offset_y, first)
         total = info.frame_count
         done = 0
         audio = driving_video if keep_audio else None
@@ -289,17 +360,21 @@ class SFDPipeline:
             if side_by_side_path is not None:
                 panels = stack.enter_context(VideoWriter(side_by_side_path, info.fps, audio_source=audio,
                                                          keep_audio=keep_audio))
-            try:
-                for frames, boxes, faces, sharp in self._animate_batches(source, reader, relative, crop_driving,
-                                                                         smoothing, scale, offset_x, offset_y):
-                    writer.write(np.stack([self._paste(source, f) for f in (faces if sharp is None else sharp)])
-                                 if paste_back else faces)
-                    if panels is not None:
-                        panels.write(np.stack([np.hstack([crop_image(frame, box, self.size), source.crop, face])
-                                               for frame, box, face in zip(frames, boxes, faces)]))
-                    done += len(frames)
-                    if progress is not None:
-                        progress(done, max(total, done))
-            except NoFaceError as error:
-                raise NoFaceError(f"driving video {Path(driving_video).name}: {error}") from None
-        return Path(output_path)
+            for frames, boxes, faces, sharp in self._animate_batches(source, reader, first, tracker, relative,
+                                                                     smoothing):
+                results = (np.stack([self._paste(source, f) for f in (faces if sharp is None else sharp)])
+                           if paste_back else faces)
+                writer.write(results)
+                if panels is not None:
+                    # Each panel framed as the result is: whole frames when pasted back, else face crops.
+                    drivers = frames if paste_back else [crop_image(f, b, self.size) for f, b in zip(frames, boxes)]
+                    shown_source = source.image if paste_back else source.crop
+                    panels.write(np.stack([side_by_side(driver, shown_source, result)
+                                           for driver, result in zip(drivers, results)]))
+                done += len(frames)
+                if progress is not None:
+                    progress(done, max(total, done))
+        return AnimationResult(path=Path(output_path), frame_count=done,
+                               faceless_frames=first.index + tracker.faceless_frames,
+                               first_face_frame=first.index,
+                               side_by_side=None if side_by_side_path is None else Path(side_by_side_path))

@@ -1,0 +1,43 @@
+"""`AnimationResult`: what `SFDPipeline.animate` wrote, and how much of the driver showed a face."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class AnimationResult:
+    """The animated video and what happened on the way.
+
+    path:             the animated video (mp4).
+    frame_count:      frames written, one per driving frame.
+    faceless_frames:  driving frames in which no face was found (0 when the driver is taken whole).
+                      Frames before the first face hold its pose; later ones keep the last crop box.
+    first_face_frame: the first driving frame with a face: the reference of relative motion.
+    side_by_side:     the driver | source | result video, when one was asked for.
+
+    It is path-like (`os.fspath`, `str`), since `animate` used to return the video's `Path`.
+    """
+
+    path: Path
+    frame_count: int
+    faceless_frames: int = 0
+    first_face_frame: int = 0
+    side_by_side: Path | None = None
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.path)
+
+    def __str__(self) -> str:
+        return os.fspath(self.path)
+
+    def face_summary(self) -> str:
+        """One phrase on the driver's face, for status lines: says how many frames had none."""
+        if not self.faceless_frames:
+            return "a face in every driving frame"
+        text = f"no face in {self.faceless_frames} of {self.frame_count} driving frames"
+        if self.first_face_frame:
+            text += f" (the first face is in frame {self.first_face_frame}; the frames before it hold its pose)"
+        return text
