@@ -91,6 +91,21 @@ def readout_loss(predicted: torch.Tensor, source_points: torch.Tensor, driver_po
     return error.mean()
 
 
+def landmark_loss(mesh, output: torch.Tensor, driver_points: torch.Tensor, weights: torch.Tensor | None = None,
+                  valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean weighted L1 (in [-1, 1] units) between the face mesh of `output` (B, 3, S, S, whole aligned
+    faces in [-1, 1]) and the driver's points (B, K, 2); gradients reach `output` through the mesh."""
+    size = output.shape[-1]
+    found = mesh.on_aligned(output.float()).points[..., :2] / size * 2 - 1
+    error = (found - driver_points).abs().sum(-1)
+    w = torch.ones(error.shape[1], device=error.device) if weights is None else weights.to(error.device)
+    per_pair = (error * w).sum(-1) / w.sum()
+    if valid is not None:
+        valid = valid.to(per_pair.dtype)
+        return (per_pair * valid).sum() / valid.sum().clamp(min=1)
+    return per_pair.mean()
+
+
 def region_weighted_l1(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, boost: float) -> torch.Tensor:
     """L1 where pixels inside `mask` (B, 1, H, W in [0, 1]) weigh `1 + boost`; normalised by the weights."""
     weight = 1 + boost * mask.to(output.dtype)

@@ -35,7 +35,7 @@ from sfd.pretrained.vgg16 import VGG16PerceptualLoss
 
 from .adversarial_loss import discriminator_adversarial_loss, generator_adversarial_loss, r1_penalty
 from .checkpointing import CheckpointManager
-from .motion_losses import (MotionReadout, keypoint_flow_loss, readout_loss, region_weighted_l1,
+from .motion_losses import (MotionReadout, keypoint_flow_loss, landmark_loss, readout_loss, region_weighted_l1,
                             warp_flow_loss)
 from .motion_watch import MotionWatch
 from .config import CONFIG_FILE, TrainingConfig
@@ -355,10 +355,7 @@ class Trainer:
             terms["readout"] = readout_loss(predicted, source_points, driver_points, valid=valid)
             total = total + cfg.readout_weight * terms["readout"]
         if self.face_mesh is not None:
-            size = image.shape[-1]
-            found = self.face_mesh.on_aligned(image).points[..., :2] / size * 2 - 1
-            error = ((found - driver_points).abs().sum(-1) * self.point_weights).sum(-1) / self.point_weights.sum()
-            terms["landmark"] = (error * valid).sum() / valid.sum().clamp(min=1)
+            terms["landmark"] = landmark_loss(self.face_mesh, image, driver_points, self.point_weights, valid)
             total = total + cfg.landmark_weight * terms["landmark"]
         return total
 

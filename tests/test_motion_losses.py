@@ -1,0 +1,101 @@
+"""The motion losses of training (sfd.training.motion_losses) on known geometry and a real face."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sfd.data.driver_warp import similarity_matrix, warp_image
+from sfd.media import read_video
+from sfd.pretrained.face_mesh import FaceMesh
+from sfd.training.motion_losses import (MotionReadout, keypoint_flow_loss, landmark_loss, readout_loss,
+                                        region_weighted_l1, warp_flow_loss)
+
+from conftest import TALKING_HEADS
+
+
+def _uniform_flow(dx: float, dy: float, size: int = 32) -> torch.Tensor:
+    flow = torch.zeros(1, 2, size, size)
+    flow[:, 0], flow[:, 1] = dx, dy
+    return flow
+
+
+def test_keypoint_flow_loss_is_zero_for_the_right_flow_and_grows_with_the_error():
+    driver = torch.rand(1, 50, 2) * 1.6 - 0.8
+    source = driver + torch.tensor([0.1, -0.05])  # the source's points sit 0.1 right, 0.05 up of the driver's
+    assert keypoint_flow_loss(_uniform_flow(0.1, -0.05), source, driver).item() == pytest.approx(0, abs=1e-6)
+    errors = [keypoint_flow_loss(_uniform_flow(0.1 + e, -0.05), source, driver).item() for e in (0.02, 0.04, 0.08)]
+    assert errors == pytest.approx([0.02, 0.04, 0.08], rel=1e-4)
+    # a pair without points does not count
+    both = keypoint_flow_loss(_uniform_flow(0.0, 0.0).repeat(2, 1, 1, 1), source.repeat(2, 1, 1),
+                              driver.repeat(2, 1, 1), valid=torch.tensor([False, False]))
+    assert both.item() == 0
+
+
+def test_warp_flow_loss_is_zero_for_the_warps_own_grid():
+    theta = similarity_matrix(10.0, 1.05, 0.05, -0.03)[None]
+    size = 32
+    grid = F.affine_grid(theta, (1, 2, size, size), align_corners=False)
+    axis = (torch.arange(size) * 2 + 1) / size - 1
+    gy, gx = torch.meshgrid(axis, axis, indexing="ij")
+    flow = (grid - torch.stack((gx, gy), -1)[None]).permute(0, 3, 1, 2)
+    assert warp_flow_loss(flow, theta).item() == pytest.approx(0, abs=1e-6)
+    assert warp_flow_loss(torch.zeros_like(flow), theta).item() > 0.05  # the do-nothing flow is wrong
+
+
+def test_readout_learns_a_linear_map_from_motion_change_to_offsets():
+    torch.manual_seed(0)
+    truth = torch.randn(20, 10 * 2) * 0.01
+    readout = MotionReadout(20, 10)
+    optimizer = torch.optim.Adam(readout.parameters(), lr=1e-2)
+    motion = torch.randn(256, 20)
+    source = torch.zeros(256, 10, 2)
+    driver = (motion @ truth).view(256, 10, 2)
+    first = readout_loss(readout(motion), source, driver).item()
+    for _ in range(300):
+        loss = readout_loss(readout(motion), source, driver)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.01 * first
+
+
+def test_region_weighted_l1_weighs_the_masked_pixels_up():
+    target = torch.zeros(1, 3, 8, 8)
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., :4, :] = 1
+    inside, outside = target.clone(), target.clone()
+    inside[..., 0, 0] = 1  # one wrong pixel inside the mask
+    outside[..., 7, 7] = 1  # and one outside
+    assert region_weighted_l1(inside, target, mask, 4.0) == pytest.approx(5 * region_weighted_l1(outside, target, mask, 4.0))
+    assert region_weighted_l1(target, target, mask, 4.0) == 0
+
+
+@pytest.fixture(scope="module")
+def mesh_and_face():
+    clip = TALKING_HEADS / "clips" / "055_dreamtalk-m030-front-neutral-level1-001.mp4"
+    if not clip.is_file():
+        pytest.skip(f"{clip} is not here (the shared corpus)")
+    frame = read_video(clip, max_frames=1)[0][0]
+    side = min(frame.shape[:2])
+    face = torch.from_numpy(np.ascontiguousarray(frame[:side, :side])).permute(2, 0, 1)[None].float() / 127.5 - 1
+    return FaceMesh.from_pretrained(), F.interpolate(face, size=(128, 128), mode="bilinear", antialias=True)
+
+
+def test_landmark_loss_is_zero_for_the_same_image_and_grows_with_a_known_shift(mesh_and_face):
+    mesh, face = mesh_and_face
+    with torch.no_grad():
+        points = mesh.on_aligned(face).points[..., :2] / 128 * 2 - 1
+        assert landmark_loss(mesh, face, points).item() < 1e-6
+        losses = []
+        for pixels in (2, 4, 8):  # the output shifted right by this many pixels of 128
+            shifted = warp_image(face[0], similarity_matrix(0.0, 1.0, -pixels / 128, 0.0))[None]
+            losses.append(landmark_loss(mesh, shifted, points).item())
+    # the mesh follows the shift: x error ~ 2 * pixels / 128 in [-1, 1] units (within the mesh's own jitter)
+    assert losses[0] < losses[1] < losses[2]
+    assert losses[2] == pytest.approx(2 * 8 / 128, rel=0.35)
+    face = face.clone().requires_grad_(True)
+    landmark_loss(mesh, face, points + 0.05).backward()
+    assert face.grad.abs().sum() > 0
