@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(e)
     e.add_argument("--motion", nargs="*", default=[], metavar="I=V", help="motion coefficient offsets, e.g. 3=1.5")
     e.add_argument("--identity", nargs="*", default=[], metavar="I=V", help="identity coefficient offsets")
+    e.add_argument("--expression", nargs="*", default=[], metavar="NAME=V",
+                   help="expression changes in physical units, solved for motion offsets on this face, e.g. "
+                        "mouth_open=0.3 yaw=-10 (controls: mouth_open, smile, eye_left, eye_right, brows, "
+                        "yaw, pitch, roll; see sfd.semantics.expression)")
     e.add_argument("--no-paste-back", action="store_true", help="output the face crop only")
     e.add_argument("--no-detail", action="store_true",
                    help="paste back the model-size face upsampled, without the source's own fine detail")
@@ -125,9 +129,19 @@ def run(args) -> str:
                 f"{'with' if info.has_audio else 'no'} audio, in {seconds:.1f} s "
                 f"({info.frame_count / seconds:.1f} frames/s); face detector: {pipe.face_detector.name}{faces}")
     if args.command == "edit":
+        from .semantics.expression import parse_expression
+
+        expression = parse_expression(args.expression)  # checked before any work
         source = pipe.prepare_source(args.source, crop=not args.no_crop, **_crop_kwargs(args))
+        atlas = None
+        if expression:
+            from .pipeline.sfd_pipeline import BUNDLED_WEIGHTS
+            from .semantics import Atlas
+
+            atlas = Atlas.load(args.weights or BUNDLED_WEIGHTS, revision=args.revision)
         image = pipe.edit(source, motion_offsets=_offsets(args.motion, "--motion"),
-                          identity_offsets=_offsets(args.identity, "--identity"), paste_back=not args.no_paste_back)
+                          identity_offsets=_offsets(args.identity, "--identity"), paste_back=not args.no_paste_back,
+                          expression=expression, atlas=atlas)
         out = save_image(image, args.output)
         return f"wrote {out}: {image.shape[1]}x{image.shape[0]}; face detector: {source.detector}"
     desc = pipe.descriptors(args.source, crop=not args.no_crop)

@@ -161,6 +161,18 @@ def test_edit_is_deterministic_and_a_moved_coefficient_changes_the_image(client)
     assert np.array_equal(moved, dense)  # the list form means the same as the object form
 
 
+def test_edit_takes_expression_changes_as_json_and_names_bad_ones(client):
+    """/edit's last input: {"control": change}; "{}" (and leaving it out) changes nothing."""
+    portrait = gradio_client.handle_file(str(PORTRAIT))
+    crop = (True, 2.0, 0.0, -0.05)
+    plain = pixels(client.predict(portrait, "{}", "{}", api_name="/edit"))
+    assert np.array_equal(pixels(client.predict(portrait, "{}", "{}", *crop, "{}", api_name="/edit")), plain)
+    assert "unknown expression control 'grin'" in app_error(client, portrait, "{}", "{}", *crop, '{"grin": 0.3}',
+                                                            api_name="/edit")
+    assert "impossible" in app_error(client, portrait, "{}", "{}", *crop, '{"yaw": 500}', api_name="/edit")
+    assert "not valid JSON" in app_error(client, portrait, "{}", "{}", *crop, "{yaw: 1}", api_name="/edit")
+
+
 def test_descriptors_are_the_faces_coefficients(client, served):
     out = client.predict(gradio_client.handle_file(str(PORTRAIT)), api_name="/descriptors")
     expected = served[1].sfd_handlers.pipe.descriptors(str(PORTRAIT))

@@ -23,9 +23,13 @@ from sfd.semantics.calibrate import main as calibrate_main
 from sfd.semantics.calibration import calibrate
 
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces"
-NAMES = {"roll", "yaw", "pitch", "shift x", "shift y", "zoom", "mouth open", "mouth", "blink", "eyes",
-         "mixed", "subtle"}
-GROUPS = {"Head", "Mouth", "Eyes", "Other"}
+from sfd.semantics.face_measures import BOTH_EYES_NAMES, FACE_MEASURES, MEASURE_INDEX, name_effects  # noqa: E402
+
+NAMES = {m.positive for m in FACE_MEASURES} | {m.negative for m in FACE_MEASURES} | {*BOTH_EYES_NAMES, "mixed",
+                                                                                      "subtle"}
+FLOW_NAMES = {"roll", "yaw", "pitch", "shift x", "shift y", "zoom", "mouth open", "mouth", "blink", "eyes",
+              "mixed", "subtle"}
+GROUPS = {"Head", "Mouth", "Eyes", "Brows", "Other"}
 
 
 @pytest.fixture(scope="module")
@@ -270,10 +274,50 @@ def test_build_atlas_measures_every_direction_and_saves_previews(moving_weights,
     assert strip.shape == (48, 5 * 48, 3)
     assert sorted(p.name for p in (tmp_path / "atlas").iterdir()) == [f"direction_{i:02d}.png" for i in range(20)]
     data = json.loads((tmp_path / "atlas.json").read_text())
-    assert data["version"] == 1 and [d["index"] for d in data["directions"]] == list(range(20))
-    assert {"index", "name", "group", "measurements"} <= set(data["directions"][0])
+    assert data["version"] == 2 and [d["index"] for d in data["directions"]] == list(range(20))
+    assert {"index", "name", "group", "info", "effects", "effects_spread", "std", "flow_name",
+            "measurements"} <= set(data["directions"][0])
+    assert data["measures"]["yaw"] == {"unit": "degrees", "spread": 11.5}
+    np.testing.assert_allclose(loaded.effect_matrix(), atlas.effect_matrix(), rtol=1e-5)
     assert sum(len(v) for v in loaded.groups().values()) == 20
     assert Atlas.load(tmp_path / "nothing-here") is None
+
+
+def effects(**values) -> np.ndarray:
+    vector = np.zeros(len(FACE_MEASURES))
+    for key, value in values.items():
+        vector[MEASURE_INDEX[key]] = value
+    return vector
+
+
+@pytest.mark.parametrize("measured, name, group", [
+    (effects(mouth_open=0.3, yaw=0.01), "mouth open", "Mouth"),
+    (effects(mouth_open=-0.3), "mouth close", "Mouth"),
+    (effects(roll=0.2, move_x=0.02), "tilt right", "Head"),
+    (effects(roll=-0.2), "tilt left", "Head"),
+    (effects(yaw=0.2), "turn left", "Head"),
+    (effects(pitch=-0.2), "nod down", "Head"),
+    (effects(eye_left=-0.2, eye_right=-0.18), "blink", "Eyes"),
+    (effects(eye_left=-0.2), "blink left", "Eyes"),
+    (effects(brows=0.1), "brows up", "Brows"),
+    (effects(mouth_width=0.1), "smile", "Mouth"),
+    (effects(zoom=0.1, move_y=-0.01), "zoom in", "Head"),
+    (effects(mouth_open=0.001), "subtle", "Other"),
+])
+def test_directions_are_named_by_their_dominant_measured_effect(measured, name, group):
+    assert name_effects(measured)[:2] == (name, group)
+
+
+def test_a_mixed_direction_names_its_two_largest_effects_in_its_tooltip():
+    name, group, info = name_effects(effects(mouth_open=0.2, roll=-0.15, yaw=0.05))
+    assert (name, group) == ("mixed", "Other")
+    assert "mouth open 0.2" in info and "tilt left 0.15" in info and "turn" not in info
+    assert name_effects(effects(yaw=0.2, pitch=0.18))[:2] == ("mixed", "Head")  # both Head
+
+
+def test_a_version_1_atlas_still_loads_without_effects():
+    atlas = Atlas.from_dict({"version": 1, "directions": [{"index": 0, "name": "yaw", "group": "Head"}]})
+    assert atlas.label(0) == "yaw" and atlas.info(0) == "" and atlas.effect_matrix() is None
 
 
 def test_atlas_labels_number_repeated_names():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -31,7 +32,7 @@ from ..pipeline import SourceFace
 from .gpu import keep, on_device
 from .offsets import format_offsets, parse_offsets
 from .settings import AppSettings
-from .sliders import SliderLayout, place_offsets, slider_layout
+from .sliders import EXPRESSION_SLIDERS, SliderLayout, place_offsets, slider_layout
 from .weights import LoadedWeights
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,26 @@ class EditSession:
     layout: SliderLayout
     folder: Path  # this session's output folder
     hidden_identity: dict[int, float] = field(default_factory=dict)  # offsets without a slider
+    # The Expression sliders' solved motion offsets, added to the motion sliders' own; the solver
+    # holds this face's measures and effect matrix, made on the first expression move.
+    expression_offsets: dict[int, float] = field(default_factory=dict)
+    expression_solver: object | None = None
+
+
+def parse_expression_json(text: str | None) -> dict[str, float]:
+    """{control: change} from JSON text such as {"mouth_open": 0.3}; SFDError when malformed."""
+    from ..semantics.expression import check_targets
+
+    if text is None or not str(text).strip():
+        return {}
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise SFDError(f"expression is not valid JSON ({error.msg} at character {error.pos}): "
+                       f'give an object such as {{"mouth_open": 0.3}}') from None
+    if not isinstance(data, dict):
+        raise SFDError(f'expression must be a JSON object such as {{"mouth_open": 0.3}}, not {type(data).__name__}')
+    return check_targets(data)
 
 
 class AppHandlers:
@@ -167,9 +188,11 @@ class AppHandlers:
                 self.sources.put(key, source)
         return source
 
-    def _edit(self, source: SourceFace, motion: dict[int, float], identity: dict[int, float], folder: Path) -> str:
+    def _edit(self, source: SourceFace, motion: dict[int, float], identity: dict[int, float], folder: Path,
+              expression: dict[str, float] | None = None) -> str:
         """The edited image, written as a PNG into `folder`; its path."""
-        image = self.pipe.edit(on_device(source, self.pipe.device), motion_offsets=motion, identity_offsets=identity)
+        image = self.pipe.edit(on_device(source, self.pipe.device), motion_offsets=motion, identity_offsets=identity,
+                               expression=expression, atlas=self.loaded.atlas)
         folder.mkdir(parents=True, exist_ok=True)  # a long-idle session's folder may have been swept
         fd, path = tempfile.mkstemp(prefix="edited-", suffix=".png", dir=folder)
         with os.fdopen(fd, "wb") as f:
@@ -193,12 +216,16 @@ class AppHandlers:
 
     def _slider_updates(self, layout: SliderLayout, motion_values, identity_values) -> list:
         specs = [*layout.motion, *layout.identity]
-        return [gr.Slider(minimum=s.minimum, maximum=s.maximum, value=v, label=s.label)
+        return [gr.Slider(minimum=s.minimum, maximum=s.maximum, value=v, label=s.label,
+                          **({"info": s.info} if s.info else {}))
                 for s, v in zip(specs, [*motion_values, *identity_values])]
 
     def _session_offsets(self, session: EditSession, values) -> tuple[dict, dict]:
+        """The motion offsets (the sliders' plus the Expression group's) and identity offsets."""
         values = [float(v or 0.0) for v in values]
         motion = {s.index: v for s, v in zip(session.layout.motion, values[:self.motion_dim]) if v}
+        for index, value in session.expression_offsets.items():
+            motion[index] = motion.get(index, 0.0) + value
         identity = dict(session.hidden_identity)
         identity.update({s.index: v for s, v in zip(session.layout.identity, values[self.motion_dim:]) if v})
         return motion, identity
@@ -281,8 +308,9 @@ class AppHandlers:
 
     @staticmethod
     def forget_face() -> tuple:
-        """Drop the session's face (before a new one loads, so a failed load leaves none behind)."""
-        return None, None, ""
+        """Drop the session's face (before a new one loads, so a failed load leaves none behind);
+        the Expression sliders go back to 0 (they are changes of the face that was there)."""
+        return None, None, "", *[0.0] * len(EXPRESSION_SLIDERS)
 
     @user_errors
     def render(self, session: EditSession | None, *slider_values: float) -> tuple:
@@ -294,32 +322,63 @@ class AppHandlers:
         return edited, format_offsets(motion), format_offsets(identity)
 
     @user_errors
-    def reset(self, session: EditSession | None) -> list:
-        """Every slider back to 0: the face as encoded."""
-        zeros = [0.0] * self.slider_count
+    def render_expression(self, session: EditSession | None, *values: float) -> tuple:
+        """The Expression sliders moved: solve this face's motion offsets for them and re-render.
+
+        `values`: the Expression sliders (EXPRESSION_SLIDERS order), then every descriptor slider.
+        Returns the session, edited image, both JSON boxes and the info line (what was reached).
+        """
         if session is None:
-            return [None, *zeros, gr.skip(), "{}", "{}"]
-        session = EditSession(source=session.source, layout=session.layout, folder=session.folder)
-        return [session, *zeros, self._edit(session.source, {}, {}, session.folder), "{}", "{}"]
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        from ..semantics.expression import ExpressionSolver
+
+        count = len(EXPRESSION_SLIDERS)
+        targets = {s.key: float(v or 0.0) for s, v in zip(EXPRESSION_SLIDERS, values[:count])}
+        if session.expression_solver is None:
+            # once per face: its measures now, its own effect matrix on the first refinement
+            session.expression_solver = ExpressionSolver(
+                self.pipe.model, on_device(session.source, self.pipe.device).descriptors, self.loaded.atlas,
+                motion_std=None if self.loaded.calibration is None else self.loaded.calibration.motion_std)
+        # Not strict: a slider shows what this model can do on this face, and says what it reached.
+        result = session.expression_solver.solve(targets, strict=False)
+        session.expression_offsets = result.offsets
+        motion, identity = self._session_offsets(session, values[count:])
+        edited = self._edit(session.source, motion, identity, session.folder)
+        info = f"{self.face_info(session.source, session.layout)} Expression: {result.summary()}."
+        return session, edited, format_offsets(motion), format_offsets(identity), info
+
+    @user_errors
+    def reset(self, session: EditSession | None) -> list:
+        """Every slider back to 0 (the Expression sliders too): the face as encoded."""
+        zeros = [0.0] * self.slider_count
+        expression_zeros = [0.0] * len(EXPRESSION_SLIDERS)
+        if session is None:
+            return [None, *zeros, gr.skip(), "{}", "{}", *expression_zeros]
+        session = EditSession(source=session.source, layout=session.layout, folder=session.folder,
+                              expression_solver=session.expression_solver)
+        return [session, *zeros, self._edit(session.source, {}, {}, session.folder), "{}", "{}", *expression_zeros]
 
     @user_errors
     def sliders_from_json(self, session: EditSession | None, motion_json: str, identity_json: str) -> list:
         """Set the sliders to the offsets typed as JSON (after /edit applied them)."""
+        expression_zeros = [0.0] * len(EXPRESSION_SLIDERS)
         if session is None:
-            return [None, *[gr.skip()] * self.slider_count]
+            return [None, *[gr.skip()] * self.slider_count, *expression_zeros]
         motion, identity = self._offsets(motion_json, identity_json)
         base = slider_layout(session.source.motion, session.source.identity, self.loaded.calibration,
                              self.identity_count, self.loaded.atlas)
         layout, motion_values, identity_values, hidden = place_offsets(base, motion, identity)
-        session = EditSession(source=session.source, layout=layout, folder=session.folder, hidden_identity=hidden)
-        return [session, *self._slider_updates(layout, motion_values, identity_values)]
+        # The JSON holds every motion offset, the solved ones too: they now sit on the motion sliders.
+        session = EditSession(source=session.source, layout=layout, folder=session.folder, hidden_identity=hidden,
+                              expression_solver=session.expression_solver)
+        return [session, *self._slider_updates(layout, motion_values, identity_values), *expression_zeros]
 
     # ------------------------------------------------------------------ public API
     @user_errors
     def edit(self, image: str, motion_offsets: str = "{}", identity_offsets: str = "{}", auto_crop: bool = True,
              scale: float = DEFAULT_SCALE, offset_x: float = DEFAULT_OFFSET_X,
-             offset_y: float = DEFAULT_OFFSET_Y) -> str:
-        """Edit a portrait by moving chosen descriptor coefficients.
+             offset_y: float = DEFAULT_OFFSET_Y, expression: str = "{}") -> str:
+        """Edit a portrait by moving chosen descriptor coefficients, and/or by expression changes in physical units.
 
         Args:
             image: the portrait (an image file).
@@ -329,13 +388,17 @@ class AppHandlers:
             scale: crop side over face size.
             offset_x: crop shift to the right, in crop sides.
             offset_y: crop shift down, in crop sides.
+            expression: JSON changes solved on this face for motion offsets (added to motion_offsets), e.g.
+                {"mouth_open": 0.3, "yaw": -10}: mouth_open, smile, eye_left, eye_right, brows (ratios as
+                the face mesh measures them), yaw, pitch, roll (degrees). An unreachable change is an error.
 
         Returns:
             The edited portrait (PNG), the size of the input.
         """
         motion, identity = self._offsets(motion_offsets, identity_offsets)
+        targets = parse_expression_json(expression)
         source = self.prepare(image, auto_crop, scale, offset_x, offset_y)
-        return self._edit(source, motion, identity, self.new_request_dir())
+        return self._edit(source, motion, identity, self.new_request_dir(), targets)
 
     @user_errors
     def descriptors(self, image: str, auto_crop: bool = True, scale: float = DEFAULT_SCALE,

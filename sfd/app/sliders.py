@@ -35,6 +35,7 @@ class SliderSpec:
     minimum: float
     maximum: float
     name: str | None = None  # what the direction does, measured by the weights' atlas
+    info: str | None = None  # the measured effects behind the name (the slider's tooltip)
 
     @property
     def label(self) -> str:
@@ -43,7 +44,7 @@ class SliderSpec:
     def widened_to(self, value: float) -> "SliderSpec":
         """This slider, its range stretched to hold `value` (an offset set from JSON or a preset)."""
         return SliderSpec(self.kind, self.index, min(self.minimum, _floor(value)), max(self.maximum, _ceil(value)),
-                          self.name)
+                          self.name, self.info)
 
 
 def slider_label(kind: str, index: int, name: str | None = None) -> str:
@@ -103,7 +104,7 @@ def _from_spread(kind: str, indices, values: np.ndarray) -> list[SliderSpec]:
 
 
 def motion_groups(motion_dim: int, atlas: Atlas | None) -> list[tuple[str, list[int]]]:
-    """The motion sliders' sections: the atlas's groups (Head, Mouth, Eyes, Other) or one section."""
+    """The motion sliders' sections: the atlas's groups (Head, Mouth, Eyes, Brows, Other) or one section."""
     if atlas is None or len(atlas) != motion_dim:
         return [("Motion descriptors", list(range(motion_dim)))]
     return list(atlas.groups().items())
@@ -122,7 +123,8 @@ def slider_layout(motion: np.ndarray, identity: np.ndarray, calibration: Calibra
         m = _from_spread("motion", range(motion.size), motion)
         i = _from_spread("identity", id_indices, identity)
     if atlas is not None and len(atlas) == motion.size:
-        m = [SliderSpec(x.kind, x.index, x.minimum, x.maximum, atlas.label(x.index)) for x in m]
+        m = [SliderSpec(x.kind, x.index, x.minimum, x.maximum, atlas.label(x.index), atlas.info(x.index) or None)
+             for x in m]
     return SliderLayout(motion=tuple(m), identity=tuple(i), calibrated=calibration is not None)
 
 
@@ -140,3 +142,27 @@ def place_offsets(layout: SliderLayout, motion: Mapping[int, float], identity: M
         calibrated=layout.calibrated,
     )
     return widened, motion_values, identity_values, hidden
+
+
+@dataclass(frozen=True)
+class ExpressionSliderSpec:
+    """A slider of the Expression group: a change of one measured quantity, in its physical unit."""
+
+    key: str  # an EXPRESSION_CONTROLS name
+    label: str
+    info: str
+    limit: float  # the slider spans -limit..limit
+    step: float
+
+
+# Ranges that real faces span (a few natural spreads of face_measures), not the controls' hard limits.
+EXPRESSION_SLIDERS = (
+    ExpressionSliderSpec("mouth_open", "Mouth opening", "inner-lip gap / inter-ocular distance", 0.4, 0.005),
+    ExpressionSliderSpec("smile", "Smile", "mouth width / inter-ocular distance", 0.2, 0.005),
+    ExpressionSliderSpec("eye_left", "Left eye", "lid gap / eye width (the subject's left)", 0.2, 0.005),
+    ExpressionSliderSpec("eye_right", "Right eye", "lid gap / eye width (the subject's right)", 0.2, 0.005),
+    ExpressionSliderSpec("brows", "Brows", "brow height / inter-ocular distance", 0.08, 0.002),
+    ExpressionSliderSpec("yaw", "Yaw", "degrees; > 0 turns the nose to the image's right", 30.0, 0.5),
+    ExpressionSliderSpec("pitch", "Pitch", "degrees; > 0 looks up", 20.0, 0.5),
+    ExpressionSliderSpec("roll", "Roll", "degrees; > 0 turns the face counter-clockwise", 20.0, 0.5),
+)

@@ -16,7 +16,7 @@ import gradio as gr
 from ..face import DEFAULT_OFFSET_X, DEFAULT_OFFSET_Y, DEFAULT_SCALE
 from .gpu import gpu_task
 from .handlers import AppHandlers
-from .sliders import motion_groups, slider_label
+from .sliders import EXPRESSION_SLIDERS, motion_groups, slider_label
 from .settings import AppSettings
 from .weights import LoadedWeights, load_weights
 
@@ -107,6 +107,7 @@ class EditTab:
     motion_json: gr.Textbox
     identity_json: gr.Textbox
     info: gr.Markdown
+    expression_sliders: list[gr.Slider]
 
     @property
     def sliders(self) -> list[gr.Slider]:
@@ -172,14 +173,32 @@ def build_animate_tab(handlers: AppHandlers) -> AnimateTab:
 
 
 # ---------------------------------------------------------------------- Edit tab
-def _slider_grid(kind: str, indices: list[int], names: dict[int, str] | None = None) -> list[gr.Slider]:
-    """Sliders for these coefficients, in rows; `load_face` gives them their ranges per face."""
+def _slider_grid(kind: str, indices: list[int], names: dict[int, str] | None = None,
+                 infos: dict[int, str] | None = None) -> list[gr.Slider]:
+    """Sliders for these coefficients, in rows; `load_face` gives them their ranges per face.
+    `infos`: tooltips (the atlas's measured effects behind each name)."""
     sliders = []
     for start in range(0, len(indices), SLIDERS_PER_ROW):
         with gr.Row():
             for i in indices[start:start + SLIDERS_PER_ROW]:
                 sliders.append(gr.Slider(-3.0, 3.0, 0.0, step=0.01, label=slider_label(kind, i, (names or {}).get(i)),
+                                         info=(infos or {}).get(i) or None,
                                          elem_classes=[f"sfd-{kind}-slider"], min_width=140))
+    return sliders
+
+
+def _expression_sliders() -> list[gr.Slider]:
+    """The Expression group: changes in physical units, solved on the face for motion offsets."""
+    sliders = []
+    with gr.Accordion("Expression (physical units, solved on this face)", open=True):
+        gr.Markdown("Each slider asks for a change of what the face mesh measures; the motion offsets that "
+                    "make it are solved on this face (the first move measures the face, about a second).")
+        for start in range(0, len(EXPRESSION_SLIDERS), 4):
+            with gr.Row():
+                for spec in EXPRESSION_SLIDERS[start:start + 4]:
+                    sliders.append(gr.Slider(-spec.limit, spec.limit, 0.0, step=spec.step, label=spec.label,
+                                             info=spec.info, elem_classes=["sfd-expression-slider"],
+                                             min_width=140))
     return sliders
 
 
@@ -188,11 +207,12 @@ def _motion_sliders(handlers: AppHandlers) -> list[gr.Slider]:
     names them), returned in coefficient order as the handlers expect."""
     atlas = handlers.loaded.atlas
     names = {i: atlas.label(i) for i in range(handlers.motion_dim)} if atlas is not None else None
+    infos = {i: atlas.info(i) for i in range(handlers.motion_dim)} if atlas is not None else None
     by_index: dict[int, gr.Slider] = {}
     for group, indices in motion_groups(handlers.motion_dim, atlas):
         title = group if atlas is not None else f"{group} ({handlers.motion_dim})"
         with gr.Accordion(title, open=True):
-            by_index.update(zip(indices, _slider_grid("motion", indices, names)))
+            by_index.update(zip(indices, _slider_grid("motion", indices, names, infos)))
     return [by_index[i] for i in range(handlers.motion_dim)]
 
 
@@ -210,6 +230,7 @@ def build_edit_tab(handlers: AppHandlers) -> EditTab:
             info = gr.Markdown("Add a portrait: it is encoded once, then every slider move re-renders it.",
                                elem_id="sfd-edit-info")
             reset = gr.Button("Reset sliders")
+    expression_sliders = _expression_sliders()
     motion_sliders = _motion_sliders(handlers)
     with gr.Accordion(f"Identity descriptors (leading {handlers.identity_count} of {handlers.identity_dim})",
                       open=True):
@@ -222,26 +243,36 @@ def build_edit_tab(handlers: AppHandlers) -> EditTab:
         apply = gr.Button("Apply JSON offsets")
     tab = EditTab(image=image, crop=crop, session=session, motion_sliders=motion_sliders,
                   identity_sliders=identity_sliders, edited=edited, motion_json=motion_json,
-                  identity_json=identity_json, info=info)
+                  identity_json=identity_json, info=info, expression_sliders=expression_sliders)
 
     load_inputs = [image, *crop.all, motion_json, identity_json]
     load_outputs = [session, *tab.sliders, edited, motion_json, identity_json, info]
     load_face = gpu_task(handlers.load_face, GPU_SECONDS_IMAGE)
     # Forget the old face first, so that a portrait without a face leaves no stale one behind.
     gr.on([image.change, crop.auto_crop.change, crop.scale.release, crop.offset_x.release, crop.offset_y.release],
-          handlers.forget_face, outputs=[session, edited, info], queue=False, api_visibility="private",
+          handlers.forget_face, outputs=[session, edited, info, *expression_sliders], queue=False,
+          api_visibility="private",
           ).then(load_face, inputs=load_inputs, outputs=load_outputs, api_name="load_face",
                  api_visibility="undocumented")
     # Live: every move re-renders; "always_last" drops the moves made while one renders.
     gr.on([s.input for s in tab.sliders], gpu_task(handlers.render, GPU_SECONDS_IMAGE),
           inputs=[session, *tab.sliders], outputs=[edited, motion_json, identity_json], api_name="edit_sliders",
           api_visibility="undocumented", trigger_mode="always_last", show_progress="hidden", concurrency_id="edit")
+    gr.on([s.input for s in expression_sliders], gpu_task(handlers.render_expression, GPU_SECONDS_IMAGE),
+          inputs=[session, *expression_sliders, *tab.sliders], outputs=[session, edited, motion_json, identity_json, info],
+          api_name="edit_expression", api_visibility="undocumented", trigger_mode="always_last",
+          show_progress="hidden", concurrency_id="edit")
     reset.click(gpu_task(handlers.reset, GPU_SECONDS_IMAGE), inputs=[session],
-                outputs=[session, *tab.sliders, edited, motion_json, identity_json], api_visibility="private")
-    apply.click(gpu_task(handlers.edit, GPU_SECONDS_IMAGE), inputs=[image, motion_json, identity_json, *crop.all],
+                outputs=[session, *tab.sliders, edited, motion_json, identity_json, *expression_sliders],
+                api_visibility="private")
+    # The /edit API's last input: expression changes as JSON; the button applies the offsets alone
+    # (the JSON boxes already hold the solved offsets).
+    no_expression = gr.Textbox("{}", visible=False, label="Expression changes (JSON)")
+    apply.click(gpu_task(handlers.edit, GPU_SECONDS_IMAGE),
+                inputs=[image, motion_json, identity_json, *crop.all, no_expression],
                 outputs=[edited], api_name="edit", concurrency_id="edit",
                 ).success(handlers.sliders_from_json, inputs=[session, motion_json, identity_json],
-                          outputs=[session, *tab.sliders], api_visibility="private")
+                          outputs=[session, *tab.sliders, *expression_sliders], api_visibility="private")
 
     with gr.Accordion("Descriptors of this face (JSON)", open=False):
         show = gr.Button("Show descriptors")

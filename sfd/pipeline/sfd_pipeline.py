@@ -147,15 +147,24 @@ class SFDPipeline:
     # ------------------------------------------------------------------ editing
     def edit(self, source, motion_offsets: Mapping[int, float] | None = None,
              identity_offsets: Mapping[int, float] | None = None, paste_back: bool = True,
-             crop: bool = True) -> np.ndarray:
+             crop: bool = True, expression: Mapping[str, float] | None = None, atlas=None) -> np.ndarray:
         """The source face with chosen descriptor coefficients moved by the given offsets.
 
         `source`: an image (as for `prepare_source`) or a prepared `SourceFace`, which makes
-        repeated edits of one face cheap (no re-encoding). Returns RGB uint8: the full image
-        with the edited face pasted back, or the model-size crop without paste-back.
+        repeated edits of one face cheap (no re-encoding). `expression`: changes in physical
+        units such as {"mouth_open": 0.3, "yaw": -10} (see `sfd.semantics.expression`), solved
+        on this face for motion offsets that are added to `motion_offsets`; `atlas`: the
+        weights' `Atlas`, whose measured effects give the solver its first guess. Returns RGB
+        uint8: the full image with the edited face pasted back, or the model-size crop without paste-back.
         """
         source = self.prepare_source(source, crop=crop)
         desc = source.descriptors
+        if expression:
+            from ..semantics.expression import solve_expression
+
+            solved = solve_expression(self, source, expression, atlas).offsets
+            motion_offsets = {i: float((motion_offsets or {}).get(i, 0.0)) + solved.get(i, 0.0)
+                              for i in {*(motion_offsets or {}), *solved}}
         identity = self._offset(desc.identity, identity_offsets, "identity")
         motion = self._offset(desc.motion, motion_offsets, "motion")
         with self._inference():

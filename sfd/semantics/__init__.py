@@ -5,10 +5,14 @@
   are ordered by variance. Made by `sfd.semantics.calibration.calibrate(pipeline, data)` or
   ``python -m sfd.semantics.calibrate WEIGHTS DATA``.
 * `Atlas` (atlas.json and atlas/direction_XX.png with the weights): for every motion direction
-  a name (yaw, roll, mouth open, blink, ...), a group (Head, Mouth, Eyes, Other), the
-  measurements behind them and a preview strip. Made by `build_atlas(model, faces)` or
-  ``python -m sfd.semantics.atlas WEIGHTS --faces DATA``; the naming rules are in
-  `classify_flow`.
+  a name (turn left, tilt right, mouth open, blink, ...), a group (Head, Mouth, Eyes, Brows,
+  Other), its effects measured with the face mesh on the rendered faces (`face_measures`; the
+  naming rules are in `name_effects`), the flow's measurements as a second opinion
+  (`classify_flow`) and a preview strip. Made by `build_atlas(model, faces)` or
+  ``python -m sfd atlas WEIGHTS --faces DATA``.
+* Expression controls (`expression`): changes in physical units (mouth opening, smile, eyes,
+  brows, yaw / pitch / roll) solved on a face for motion offsets: `solve_expression`,
+  `ExpressionSolver`.
 
 The function `calibrate` is imported from `sfd.semantics.calibration`: the name
 `sfd.semantics.calibrate` is the command's module (``python -m`` needs it).
@@ -16,19 +20,26 @@ The function `calibrate` is imported from `sfd.semantics.calibration`: the name
 
 from .calibration import CALIBRATION_FILENAME, Calibration
 from .direction_atlas import ATLAS_FILENAME, Atlas, AtlasDirection, build_atlas
+from .expression import EXPRESSION_CONTROLS, ExpressionSolver, solve_expression
+from .face_measures import FACE_MEASURES, name_effects
 from .face_samples import FaceCrop, FaceSampler
 from .flow_classifier import FlowMeasurements, classify_flow, measure_flow
 
 __all__ = [
     "ATLAS_FILENAME",
     "CALIBRATION_FILENAME",
+    "EXPRESSION_CONTROLS",
+    "FACE_MEASURES",
     "Atlas",
     "AtlasDirection",
     "Calibration",
+    "ExpressionSolver",
     "FaceCrop",
     "FaceSampler",
     "FlowMeasurements",
     "build_atlas",
     "classify_flow",
     "measure_flow",
+    "name_effects",
+    "solve_expression",
 ]

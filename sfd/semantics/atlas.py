@@ -1,7 +1,8 @@
 """`python -m sfd.semantics.atlas WEIGHTS --faces DATA`: name every motion direction by measuring it.
 
-Moves a few faces from DATA along each motion direction, measures what the generator's flow
-does (see `sfd.semantics.flow_classifier`) and writes WEIGHTS/atlas.json with a name, group and
+Moves a few faces from DATA along each motion direction, measures on the rendered faces what it
+does to the mouth, eyes, brows and head (see `sfd.semantics.face_measures`; the generator's flow
+is measured too, as a second opinion) and writes WEIGHTS/atlas.json with a name, group and
 measurements per direction, plus a preview strip per direction in WEIGHTS/atlas/. Steps follow
 WEIGHTS/calibration.json when it is there (run `python -m sfd.semantics.calibrate` first).
 The programmatic entry point is `sfd.semantics.build_atlas`.
@@ -61,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         atlas = build_atlas(pipeline.model, faces, calibration, k_std=args.k_std,
                             preview_steps=args.preview_steps, preview_size=args.preview_size)
         path = atlas.save(out)
-        lines = [f"{d.index:3d}  {atlas.label(d.index):<14s} {d.group}" for d in atlas.directions]
+        lines = [f"{d.index:3d}  {atlas.label(d.index):<16s} {d.group:<6s} {d.info}  [flow: {d.flow_name}]"
+                 for d in atlas.directions]
+        clean = sum(d.name not in ("mixed", "subtle") for d in atlas.directions)
+        lines.append(f"{clean} of {len(atlas)} directions have a clean name")
         lines.append(f"wrote {path} and {len(atlas.previews)} previews in {out / 'atlas'}: {len(faces)} faces, "
                      f"steps from the {atlas.spread}, in {time.perf_counter() - start:.1f} s")
         return "\n".join(lines)
