@@ -8,8 +8,14 @@ numbers are the model's, not the data loader's.
 
     python benchmarks/bench_train.py                       # tiny (batch 8) and vox256 (batch 2) on the CPU
     python benchmarks/bench_train.py --steps 5 --skip-cpu  # on a GPU machine: only the CUDA measurement
+    python benchmarks/bench_train.py --losses              # the price of each loss of the motion recipe
 
 With CUDA it also measures vox256 in bf16 at batch 32, with the peak GPU memory.
+
+`--losses` measures the tiny preset at batch 16 on the CPU with L1 alone, then with each motion
+loss added alone (keypoint flow, warp flow, read-out, region-weighted L1, landmark through the face
+mesh, VGG16 perceptual), then the recipe's set, side by side: seconds per step and the extra cost
+per sample against L1 alone. It needs `python -m sfd weights fetch-aux` (face mesh, VGG16).
 """
 
 from __future__ import annotations
@@ -66,7 +72,8 @@ def measure(preset: str, batch: int, steps: int, device: str, mixed_precision: s
         _random_vgg(vgg)
     config = TrainingConfig(data_root=str(data), eval_split=None, output_dir=str(workdir / "run"), preset=preset,
                             batch_size=batch, pairs_per_clip=batch, num_workers=0, vgg19_weights=str(vgg),
-                            log_with=None, mixed_precision=mixed_precision, cpu=device == "cpu", r1_interval=16)
+                            perceptual_network="vgg19", log_with=None, mixed_precision=mixed_precision,
+                            cpu=device == "cpu", r1_interval=16)
     trainer = Trainer(config)
     dev = trainer.accelerator.device
     gen = torch.Generator().manual_seed(0)
@@ -99,13 +106,74 @@ def measure(preset: str, batch: int, steps: int, device: str, mixed_precision: s
     return result
 
 
+LOSS_ROWS = (
+    ("L1 alone", {}),
+    ("+ keypoint flow", {"keypoint_flow_weight": 2.0}),
+    ("+ warp flow", {"warp_flow_weight": 2.0}),
+    ("+ read-out", {"readout_weight": 0.05}),
+    ("+ region L1", {"region_l1_boost": 4.0}),
+    ("+ landmark (mesh)", {"landmark_weight": 1.0}),
+    ("+ perceptual VGG16", {"perceptual_weight": 1.0}),
+    ("recipe: keypoint + warp flow + read-out", {"keypoint_flow_weight": 2.0, "warp_flow_weight": 2.0,
+                                                 "readout_weight": 0.05}),
+)
+
+
+def measure_losses(steps: int, workdir: Path, batch: int = 16) -> list[dict]:
+    """Seconds per generator step of the tiny preset for each row of LOSS_ROWS (CPU)."""
+    from sfd.training import Trainer, TrainingConfig
+
+    size = 64
+    data = workdir / "data64"
+    if not data.exists():
+        _scratch_data(data, size)
+    gen = torch.Generator().manual_seed(0)
+    driver_points = torch.rand(batch, 468, 2, generator=gen) * 1.2 - 0.6
+    batch_data = {"source": torch.rand(batch, 3, size, size, generator=gen) * 2 - 1,
+                  "driving": torch.rand(batch, 3, size, size, generator=gen) * 2 - 1,
+                  "source_points": driver_points + 0.02, "driver_points": driver_points,
+                  "points_valid": torch.ones(batch, dtype=torch.bool), "is_still": torch.ones(batch, dtype=torch.bool),
+                  "warp": torch.eye(2, 3).repeat(batch, 1, 1)}
+    rows = []
+    for label, weights in LOSS_ROWS:
+        _reset_accelerate()
+        config = TrainingConfig(data_root=str(data), eval_split=None, output_dir=str(workdir / "run"), preset="tiny",
+                                batch_size=batch, pairs_per_clip=batch, num_workers=0, log_with=None, cpu=True,
+                                perceptual_weight=0.0, adversarial_weight=0.0, identity_weight=0.0,
+                                appearance_weight=0.0, **weights)
+        trainer = Trainer(config)
+        trainer.training_step(batch_data)  # warm-up
+        times = []
+        for _ in range(steps):
+            start = time.perf_counter()
+            terms = trainer.training_step(batch_data)
+            times.append(time.perf_counter() - start)
+        assert all(torch.isfinite(v) for v in terms.values()), terms
+        rows.append({"label": label, "s_per_step": statistics.median(times)})
+    base = rows[0]["s_per_step"]
+    for row in rows:
+        row["extra_ms_per_sample"] = 1000 * (row["s_per_step"] - base) / batch
+        row["ratio"] = row["s_per_step"] / base
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=3, help="timed steps per measurement (after warm-up)")
     parser.add_argument("--tiny-batch", type=int, default=8)
     parser.add_argument("--vox-batch", type=int, default=2)
     parser.add_argument("--skip-cpu", action="store_true", help="only the CUDA measurement")
+    parser.add_argument("--losses", action="store_true", help="the cost of each loss (tiny, batch 16, CPU)")
     args = parser.parse_args()
+    if args.losses:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = measure_losses(args.steps, Path(tmp))
+        print(f"torch {torch.__version__}; CPU: {platform.processor() or platform.machine()}, "
+              f"{torch.get_num_threads()} threads; tiny preset, batch 16, generator step only")
+        print(f"{'loss':<42} {'s/step':>8} {'x L1 alone':>10} {'extra ms/sample':>16}")
+        for r in rows:
+            print(f"{r['label']:<42} {r['s_per_step']:>8.3f} {r['ratio']:>10.2f} {r['extra_ms_per_sample']:>16.1f}")
+        return
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -32,6 +32,7 @@ CHIP_PADDING = 0.25  # dlib's default margin around the face for the descriptor
 # head crops of 256 px are searched at x1 and x2, 64 px generated frames up to x4.
 UPSAMPLED_SIDE_LIMIT = 800
 MAX_UPSAMPLE = 2
+DETECT_SIDE = 512  # frames larger than this are searched for faces on a copy this size
 
 OUTER_EYE_CORNERS = (36, 45)
 INNER_LIPS_MIDDLE = (62, 66)  # upper, lower
@@ -94,6 +95,17 @@ class DlibFace:
     def detect(self, frame: np.ndarray) -> tuple[int, int, int, int] | None:
         """The largest face's box (left, top, right, bottom) in pixels, or None."""
         frame = _rgb_uint8(frame)
+        side = max(frame.shape[:2])
+        if side > DETECT_SIDE:
+            # HOG detection costs grow with the pixels; faces in large frames are large: find them on a
+            # smaller copy and scale the box back (the landmarks still read the full frame).
+            import cv2
+
+            scale = side / DETECT_SIDE
+            small = cv2.resize(frame, (round(frame.shape[1] / scale), round(frame.shape[0] / scale)),
+                               interpolation=cv2.INTER_AREA)
+            box = self.detect(small)
+            return None if box is None else tuple(int(round(v * scale)) for v in box)
         if self.upsample is not None:
             rects = self._detector(frame, self.upsample)
         else:  # cheapest first: most faces are found at the frame's own scale

@@ -60,7 +60,7 @@ class MotionWatch:
             if found is None:
                 continue
             chosen = np.linspace(0, len(files) - 1, frames).round().astype(int)
-            images = torch.stack([torch.from_numpy(load_image(files[i])).permute(2, 0, 1) for i in chosen])
+            images = torch.stack([torch.from_numpy(np.array(load_image(files[i]))).permute(2, 0, 1) for i in chosen])
             images = F.interpolate(images.float() / 127.5 - 1, size=(size, size), mode="bilinear",
                                    antialias=True, align_corners=False)
             points = torch.from_numpy(found[0][chosen])
