@@ -224,7 +224,7 @@ def test_model_card_front_matter_is_valid_yaml_with_the_evaluation_metrics(expor
                     "## Misuse, consent and deepfakes", "## Evaluation", "## How to use"):
         assert section in card
     assert "consent" in card and "SFDPipeline.from_pretrained(" in card
-    assert "| SFD (tiny) | 0.0512 | 22.50 | 0.713 | n/c [1] | 1.87 | 0.142 | 0.830 | 3.40 |" in card
+    assert "| SFD (tiny) | 0.0512 | 22.50 | 0.713 | n/c [1] | 1.87 | 0.142 | n/c [1] | n/c [1] | n/c [1] | 0.830 | 3.40 |" in card
     assert "CC BY 4.0" in card and "own-clips**: CC0-1.0" in card  # the datasets' licences
     assert "| parameters | 1.7 M |" in card
 
