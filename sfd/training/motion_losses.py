@@ -39,8 +39,13 @@ def keypoint_flow_loss(flow: torch.Tensor, source_points: torch.Tensor, driver_p
     flow: (B, 2, H, W) backward offsets; points: (B, K, 2); weights: (K,); valid: (B,) pairs that have
     points (a frame where the mesh found no face has none).
     """
-    reached = driver_points + sample_at(flow.float(), driver_points)
-    error = (reached - source_points).abs().sum(-1)  # (B, K)
+    return point_error(driver_points + sample_at(flow.float(), driver_points), source_points, weights, valid)
+
+
+def point_error(points: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None,
+                valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over pairs (the `valid` ones) of the weighted mean over K points of the L1 distance, (B, K, 2)."""
+    error = (points - target).abs().sum(-1)  # (B, K)
     w = torch.ones(error.shape[1], device=error.device) if weights is None else weights.to(error.device)
     per_pair = (error * w).sum(-1) / w.sum()
     if valid is not None:
@@ -97,13 +102,7 @@ def landmark_loss(mesh, output: torch.Tensor, driver_points: torch.Tensor, weigh
     faces in [-1, 1]) and the driver's points (B, K, 2); gradients reach `output` through the mesh."""
     size = output.shape[-1]
     found = mesh.on_aligned(output.float()).points[..., :2] / size * 2 - 1
-    error = (found - driver_points).abs().sum(-1)
-    w = torch.ones(error.shape[1], device=error.device) if weights is None else weights.to(error.device)
-    per_pair = (error * w).sum(-1) / w.sum()
-    if valid is not None:
-        valid = valid.to(per_pair.dtype)
-        return (per_pair * valid).sum() / valid.sum().clamp(min=1)
-    return per_pair.mean()
+    return point_error(found, driver_points, weights, valid)
 
 
 def region_weighted_l1(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, boost: float) -> torch.Tensor:
