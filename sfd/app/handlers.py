@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -30,7 +29,7 @@ from ..face import DEFAULT_OFFSET_X, DEFAULT_OFFSET_Y, DEFAULT_SCALE
 from ..media import probe_video
 from ..pipeline import SourceFace
 from .gpu import keep, on_device
-from .offsets import format_offsets, parse_offsets
+from .offsets import format_offsets, parse_offsets, read_json
 from .settings import AppSettings
 from .sliders import EXPRESSION_SLIDERS, SliderLayout, place_offsets, slider_layout
 from .weights import LoadedWeights
@@ -127,13 +126,9 @@ def parse_expression_json(text: str | None) -> dict[str, float]:
     """{control: change} from JSON text such as {"mouth_open": 0.3}; SFDError when malformed."""
     from ..semantics.expression import check_targets
 
-    if text is None or not str(text).strip():
+    data = read_json(text, "expression", 'an object such as {"mouth_open": 0.3}')
+    if data is None:
         return {}
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise SFDError(f"expression is not valid JSON ({error.msg} at character {error.pos}): "
-                       f'give an object such as {{"mouth_open": 0.3}}') from None
     if not isinstance(data, dict):
         raise SFDError(f'expression must be a JSON object such as {{"mouth_open": 0.3}}, not {type(data).__name__}')
     return check_targets(data)

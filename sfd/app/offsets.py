@@ -14,15 +14,21 @@ from collections.abc import Mapping
 from ..errors import SFDError
 
 
+def read_json(text: str | None, what: str, example: str):
+    """The JSON value of a text box, None when it is empty; SFDError naming `what` when malformed."""
+    if text is None or not str(text).strip():
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise SFDError(f"{what} is not valid JSON ({error.msg} at character {error.pos}): give {example}") from None
+
+
 def parse_offsets(text: str | None, count: int, kind: str) -> dict[int, float]:
     """`{index: offset}` from JSON text; SFDError with a message for the user when malformed."""
-    if text is None or not str(text).strip():
+    data = read_json(text, f"{kind} offsets", 'an object such as {"3": 1.5} or a list of numbers')
+    if data is None:
         return {}
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise SFDError(f"{kind} offsets are not valid JSON ({error.msg} at character {error.pos}): "
-                       f'give an object such as {{"3": 1.5}} or a list of numbers') from None
     if isinstance(data, list):
         pairs = list(enumerate(data))
     elif isinstance(data, dict):
