@@ -139,8 +139,8 @@ def measure_losses(steps: int, workdir: Path, batch: int = 16) -> list[dict]:
         _reset_accelerate()
         config = TrainingConfig(data_root=str(data), eval_split=None, output_dir=str(workdir / "run"), preset="tiny",
                                 batch_size=batch, pairs_per_clip=batch, num_workers=0, log_with=None, cpu=True,
-                                perceptual_weight=0.0, adversarial_weight=0.0, identity_weight=0.0,
-                                appearance_weight=0.0, **weights)
+                                **{"perceptual_weight": 0.0, "adversarial_weight": 0.0, "identity_weight": 0.0,
+                                   "appearance_weight": 0.0, **weights})
         trainer = Trainer(config)
         trainer.training_step(batch_data)  # warm-up
         times = []
