@@ -32,8 +32,10 @@ from sfd.pretrained.face_mesh import (
     rois_from_points,
 )
 
+from conftest import TALKING_HEADS
+
 DATA = Path(__file__).resolve().parent / "data"
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = TALKING_HEADS.parent
 CLIPS = SHARED / "talking-heads" / "clips"
 TALKING = CLIPS / "055_dreamtalk-m030-front-neutral-level1-001.mp4"  # frames looked at: 6 open, 90 closed
 FRONTAL = CLIPS / "001_styletalk-kristinoem.mp4"

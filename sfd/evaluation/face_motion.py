@@ -21,20 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 
-OUTER_EYE_CORNERS = (36, 45)
-INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))
-EYE_LIDS = (((37, 41), (38, 40), (36, 39)), ((43, 47), (44, 46), (42, 45)))  # (lid pair, lid pair, corners)
+from ..pretrained.dlib_face import eye_openness, mouth_gap, inter_ocular_distance as inter_ocular
+
 MIN_FRAMES = 3  # a correlation over fewer frames means nothing
 STILL_FRACTION = 0.02  # an output series whose spread is under 2 % of the driver's counts as not moving
-
-
-def _gap(points: np.ndarray, a: int, b: int) -> np.ndarray:
-    return np.linalg.norm(points[..., a, :] - points[..., b, :], axis=-1)
-
-
-def inter_ocular(points: np.ndarray) -> np.ndarray:
-    """Distance between the outer eye corners, per frame (pixels)."""
-    return _gap(points, *OUTER_EYE_CORNERS)
 
 
 def face_measures(points) -> dict[str, np.ndarray]:
@@ -46,8 +36,7 @@ def face_measures(points) -> dict[str, np.ndarray]:
     if p.ndim != 3 or p.shape[1:] != (68, 2):
         raise ValueError(f"expected (N, 68, 2) landmarks, got shape {p.shape}")
     iod = inter_ocular(p)
-    mouth = np.mean([_gap(p, a, b) for a, b in INNER_LIP_PAIRS], axis=0) / iod
-    eyes = np.mean([(_gap(p, *l1) + _gap(p, *l2)) / (2 * _gap(p, *corners)) for l1, l2, corners in EYE_LIDS], axis=0)
+    mouth, eyes = mouth_gap(p), eye_openness(p)
     left, right = p[:, 36:42].mean(axis=1), p[:, 42:48].mean(axis=1)
     roll = np.degrees(np.arctan2(right[:, 1] - left[:, 1], right[:, 0] - left[:, 0]))
     centre = p.mean(axis=1)

@@ -35,7 +35,7 @@ MAX_UPSAMPLE = 2
 DETECT_SIDE = 512  # frames larger than this are searched for faces on a copy this size
 
 OUTER_EYE_CORNERS = (36, 45)
-INNER_LIPS_MIDDLE = (62, 66)  # upper, lower
+INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))  # (upper, lower) inner-lip points
 # (corner, corner, upper lid points, lower lid points) of each eye, lids paired top to bottom
 _EYES = ((36, 39, (37, 38), (41, 40)), (42, 45, (43, 44), (47, 46)))
 
@@ -242,11 +242,11 @@ def inter_ocular_distance(landmarks: np.ndarray) -> np.ndarray:
 
 
 def mouth_gap(landmarks: np.ndarray, normalise: bool = True) -> np.ndarray:
-    """Opening of the mouth: distance between the middles of the inner lips (62, 66), divided by
-    the inter-ocular distance when `normalise` (so it does not depend on the face's size)."""
+    """Opening of the mouth: mean distance of the three inner-lip pairs (61-67, 62-66, 63-65),
+    divided by the inter-ocular distance when `normalise` (so it does not depend on the face's size)."""
     landmarks = np.asarray(landmarks, dtype=np.float64)
-    upper, lower = INNER_LIPS_MIDDLE
-    gap = np.linalg.norm(landmarks[..., lower, :] - landmarks[..., upper, :], axis=-1)
+    gap = np.mean([np.linalg.norm(landmarks[..., lower, :] - landmarks[..., upper, :], axis=-1)
+                   for upper, lower in INNER_LIP_PAIRS], axis=0)
     return gap / inter_ocular_distance(landmarks) if normalise else gap
 
 
