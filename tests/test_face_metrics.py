@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -90,3 +92,21 @@ def test_a_time_shifted_copy_follows_less(clip_and_judges):
     clip.add(lagged, frames)
     assert clip.scores()["mouth_corr"] > shuffled["mouth_corr"]
     assert shuffled["akd_iod"] > 0.005
+
+
+def test_cross_identity_scores_a_still_driven_by_a_clip(clip_and_judges):
+    """A still of another person driven by a clip: correlations and identity distance to the still,
+    no pixel distances to the driver (another face), the baseline's correlations 0."""
+    from sfd.evaluation.evaluator import as_pipeline
+    from sfd.evaluation.full_frame import full_frame_reconstruction
+    from sfd.media import load_image
+
+    _, judges = clip_and_judges
+    pipe, _ = as_pipeline(Path(__file__).resolve().parents[1] / "sfd" / "weights" / "sfd-demo64", crop=True)
+    still = load_image(TALKING_HEADS / "stills" / "147_makeittalk-anne.jpg")
+    row = full_frame_reconstruction(pipe, CLIP, 8, crop=True, judges=judges, source_image=still)
+    assert row["frames"] == 7 and row["face_frames"] == 7
+    assert "l1" not in row and "akd_iod" not in row
+    assert row["id_dist_source"] < 0.6  # the output is still the still's person
+    for key in ("mouth_corr", "eye_corr", "pose_corr"):
+        assert -1 <= row[key] <= 1 and row[f"baseline_{key}"] == 0.0

@@ -51,8 +51,12 @@ def full_frame_reconstruction(pipeline, video: str | Path, max_frames: int | Non
     (driving frame, output) pairs are returned under "kept" (with the source frame under
     "source"), for a figure.
     """
-    first = read_video(video, max_frames=1)[0][0]
-    source = pipeline.prepare_source(first if source_image is None else source_image, crop=crop)
+    if source_image is None:
+        source_image = read_video(video, max_frames=1)[0][0]
+        same_identity = True
+    else:
+        same_identity = False
+    source = pipeline.prepare_source(source_image, crop=crop)
     scores = {"l1": [], "psnr": [], "baseline_l1": [], "baseline_psnr": []}
     faces = judges.new_clip(source.image) if judges is not None else None
     seen = 0
@@ -74,7 +78,7 @@ def full_frame_reconstruction(pipeline, video: str | Path, max_frames: int | Non
     for output in pipeline.iter_animate(source, driving(), relative=True, crop_driving=crop, paste_back=True):
         target = real.pop(0)
         h, w = target.shape[1:3]
-        if source_image is None:
+        if same_identity:
             output = output[:, :h, :w]
         for index in keep_frames:
             if done <= index < done + len(target):
@@ -82,7 +86,7 @@ def full_frame_reconstruction(pipeline, video: str | Path, max_frames: int | Non
         done += len(target)
         if faces is not None:
             faces.add(output, target)
-        if source_image is not None:
+        if not same_identity:
             continue  # another person's face: pixel distances to the driver mean nothing
         baseline = np.broadcast_to(source.image[:h, :w], target.shape)
         scores["l1"].extend(np.atleast_1d(l1(output, target)))
@@ -93,7 +97,7 @@ def full_frame_reconstruction(pipeline, video: str | Path, max_frames: int | Non
     # scoring it would flatter both sides.
     result = {key: float(np.mean(values[1:])) for key, values in scores.items() if len(values) > 1}
     if faces is not None:
-        result.update(faces.scores(skip=1, same_identity=source_image is None))
+        result.update(faces.scores(skip=1, same_identity=same_identity))
     result["frames"] = max(0, seen - 1)
     result["video"] = Path(video).name
     if keep_frames:
