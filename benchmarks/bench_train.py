@@ -114,8 +114,7 @@ LOSS_ROWS = (
     ("+ region L1", {"region_l1_boost": 4.0}),
     ("+ landmark (mesh)", {"landmark_weight": 1.0}),
     ("+ perceptual VGG16", {"perceptual_weight": 1.0}),
-    ("recipe: keypoint + warp flow + read-out", {"keypoint_flow_weight": 2.0, "warp_flow_weight": 2.0,
-                                                 "readout_weight": 0.05}),
+    ("+ read-out and non-rigid read-out", {"readout_weight": 0.05, "expression_readout_weight": 0.05}),
 )
 
 

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from sfd.data.driver_warp import similarity_matrix, warp_image
 from sfd.media import read_video
 from sfd.pretrained.face_mesh import FaceMesh
-from sfd.training.motion_losses import (MotionReadout, keypoint_flow_loss, landmark_loss, readout_loss,
-                                        region_weighted_l1, warp_flow_loss)
+from sfd.training.motion_losses import (MotionReadout, keypoint_flow_loss, landmark_loss, non_rigid_offsets,
+                                        readout_loss, region_weighted_l1, warp_flow_loss)
 
 from conftest import TALKING_HEADS
 
@@ -60,6 +60,29 @@ def test_readout_learns_a_linear_map_from_motion_change_to_offsets():
         loss.backward()
         optimizer.step()
     assert loss.item() < 0.01 * first
+
+
+def test_non_rigid_offsets_ignore_head_motion_and_keep_a_moved_lip():
+    torch.manual_seed(0)
+    source = torch.rand(2, 60, 2) * 1.2 - 0.6
+    theta = torch.tensor(0.25)  # 14 degrees, 8 % larger, shifted: a pure head motion
+    rotation = torch.stack((torch.stack((theta.cos(), -theta.sin())), torch.stack((theta.sin(), theta.cos()))))
+    driver = 1.08 * source @ rotation.T + torch.tensor([0.07, -0.04])
+    assert non_rigid_offsets(source, driver).abs().max().item() < 1e-5
+    lip = 17
+    driver[:, lip, 1] += 0.054  # and the lower lip drops by 0.05 in the source's frame (x 1.08)
+    offsets = non_rigid_offsets(source, driver)
+    moved = offsets[:, lip].norm(dim=-1)
+    assert moved.min().item() == pytest.approx(0.05, rel=0.05)
+    others = torch.cat((offsets[:, :lip], offsets[:, lip + 1:]), 1).norm(dim=-1)
+    assert others.max().item() < 0.1 * moved.min().item()  # the fit spreads little of it elsewhere
+    # weights make the read-out loss count those points more
+    weights = torch.ones(60)
+    weights[lip] = 5
+    predicted = torch.zeros_like(offsets)
+    plain = readout_loss(predicted, source, driver, scale=0.01, target=offsets).item()
+    weighted = readout_loss(predicted, source, driver, scale=0.01, target=offsets, weights=weights).item()
+    assert weighted > 3 * plain
 
 
 def test_region_weighted_l1_weighs_the_masked_pixels_up():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -180,6 +181,33 @@ def test_cli_run_with_perceptual_loss_accumulation_and_no_image_warp(smoke_data,
         assert record["perceptual"] > 0 and all(math.isfinite(v) for v in record.values())
     config = json.loads((out / "checkpoints" / "checkpoint-0000003" / "model" / "config.json").read_text())
     assert config["image_warp"] is False
+
+
+def test_both_read_outs_train_and_resume_from_their_checkpoint_files(smoke_data, tmp_path):
+    """The motion read-out and its non-rigid twin learn from the frames' mesh points, are saved
+    beside the checkpoint and come back exactly on resume."""
+    from sfd.data.mesh_points import cache_meshes
+    from sfd.training.trainer import EXPRESSION_READOUT_FILE, READOUT_FILE
+
+    data = tmp_path / "data"
+    shutil.copytree(smoke_data / "train", data / "train")
+    cache_meshes(data, ["train"], log=lambda *a: None)
+    config = smoke_config(data, tmp_path / "run", max_steps=6, batch_size=4, adversarial_weight=0.0,
+                          readout_weight=0.05, expression_readout_weight=0.05, eval_split=None,
+                          log_interval=1, checkpoint_interval=6, log_with=None, min_frame_gap=0)
+    first = Trainer(config)
+    result = first.train()
+    assert all(h["readout"] > 0 and h["expression_readout"] > 0 and math.isfinite(h["expression_readout"])
+               for h in result.history)
+    for file in (READOUT_FILE, EXPRESSION_READOUT_FILE):
+        assert (result.checkpoint / file).is_file()
+    assert first.expression_readout.linear.weight.abs().sum() > 0  # it learned something
+    resumed = Trainer(config.replace(max_steps=8, resume="latest"))
+    assert resumed.maybe_resume() == result.checkpoint
+    for name in ("readout", "expression_readout"):
+        for a, b in zip(getattr(first, name).parameters(), getattr(resumed, name).parameters()):
+            assert torch.equal(a, b)
+    assert resumed.train().step == 8
 
 
 def test_cli_reports_bad_settings(tmp_path, capsys, monkeypatch):

@@ -68,6 +68,10 @@ class TrainingConfig:
     keypoint_flow_weight: float = 0.0  # the flow must carry each driver mesh point to the source's
     warp_flow_weight: float = 0.0  # for warped drivers, the flow must equal the warp
     readout_weight: float = 0.0  # a linear read-out from a_m(d) - a_m(s) to the point offsets
+    # A second read-out to the non-rigid part alone (the driver's points after a similarity fit to the
+    # source's), lips and eyes weighted up: head motion dominates the plain offsets, so without it
+    # the motion descriptors of unseen faces carried no mouth opening.
+    expression_readout_weight: float = 0.0
     landmark_weight: float = 0.0  # mesh of the output vs the driver's points (runs the mesh network)
     region_l1_boost: float = 0.0  # extra L1 weight inside the driver's mouth and eye masks
     mouth_eye_point_weight: float = 5.0  # weight of lip and eye points in the point losses (others: 1)
@@ -116,7 +120,7 @@ class TrainingConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("l1_weight", "perceptual_weight", "adversarial_weight", "identity_weight",
                      "appearance_weight", "r1_gamma", "keypoint_flow_weight", "warp_flow_weight", "readout_weight",
-                     "landmark_weight", "region_l1_boost"):
+                     "expression_readout_weight", "landmark_weight", "region_l1_boost"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} cannot be negative, got {getattr(self, name)}")
         if isinstance(self.manifest, str):
@@ -129,8 +133,8 @@ class TrainingConfig:
     @property
     def needs_mesh(self) -> bool:
         """Whether a loss reads the frames' precomputed mesh points."""
-        return any(w > 0 for w in (self.keypoint_flow_weight, self.readout_weight, self.landmark_weight,
-                                   self.region_l1_boost))
+        return any(w > 0 for w in (self.keypoint_flow_weight, self.readout_weight,
+                                   self.expression_readout_weight, self.landmark_weight, self.region_l1_boost))
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict:

@@ -86,10 +86,30 @@ class MotionReadout(nn.Module):
         return self.linear(motion_change.float()).view(-1, self.points, 2)
 
 
+def non_rigid_offsets(source_points: torch.Tensor, driver_points: torch.Tensor) -> torch.Tensor:
+    """(B, K, 2) what is left of the driver's points (B, K, 2) once the similarity transform that best
+    maps them onto the source's (least squares: rotation, scale, shift) is undone: mouth, eyes, brows."""
+    s, d = source_points.float(), driver_points.float()
+    s_mean, d_mean = s.mean(1, keepdim=True), d.mean(1, keepdim=True)
+    s0, d0 = s - s_mean, d - d_mean
+    # As complex numbers the similarity is one factor a = sum(conj(d) s) / sum(|d|^2).
+    norm = d0.pow(2).sum(dim=(1, 2)).clamp(min=1e-8)
+    re = (d0 * s0).sum(dim=(1, 2)) / norm
+    im = (d0[..., 0] * s0[..., 1] - d0[..., 1] * s0[..., 0]).sum(1) / norm
+    aligned = torch.stack((re[:, None] * d0[..., 0] - im[:, None] * d0[..., 1],
+                           im[:, None] * d0[..., 0] + re[:, None] * d0[..., 1]), -1) + s_mean
+    return aligned - s
+
+
 def readout_loss(predicted: torch.Tensor, source_points: torch.Tensor, driver_points: torch.Tensor,
-                 scale: float = 0.05, valid: torch.Tensor | None = None) -> torch.Tensor:
-    """MSE of predicted vs true offsets, in units of `scale` (a typical offset, [-1, 1] units)."""
-    error = ((predicted - (driver_points - source_points)) / scale).pow(2).mean(dim=(1, 2))
+                 scale: float = 0.05, valid: torch.Tensor | None = None, weights: torch.Tensor | None = None,
+                 target: torch.Tensor | None = None) -> torch.Tensor:
+    """MSE of predicted vs true offsets (`target`, default driver - source points), in units of `scale`
+    (a typical offset, [-1, 1] units), points weighted by `weights` (K,)."""
+    target = driver_points - source_points if target is None else target
+    error = ((predicted - target) / scale).pow(2).sum(-1)  # (B, K)
+    w = torch.ones(error.shape[1], device=error.device) if weights is None else weights.to(error.device)
+    error = (error * w).sum(-1) / (2 * w.sum())  # as the plain mean over K points and 2 coordinates
     if valid is not None:
         valid = valid.to(error.dtype)
         return (error * valid).sum() / valid.sum().clamp(min=1)

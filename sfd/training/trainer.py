@@ -35,8 +35,8 @@ from sfd.pretrained.vgg16 import VGG16PerceptualLoss
 
 from .adversarial_loss import discriminator_adversarial_loss, generator_adversarial_loss, r1_penalty
 from .checkpointing import CheckpointManager
-from .motion_losses import (MotionReadout, keypoint_flow_loss, landmark_loss, readout_loss, region_weighted_l1,
-                            warp_flow_loss)
+from .motion_losses import (MotionReadout, keypoint_flow_loss, landmark_loss, non_rigid_offsets, readout_loss,
+                            region_weighted_l1, warp_flow_loss)
 from .motion_watch import MotionWatch
 from .config import CONFIG_FILE, TrainingConfig
 from .descriptor_losses import appearance_consistency_loss, identity_consistency_loss
@@ -47,6 +47,8 @@ from .vgg19_perceptual_loss import VGG19PerceptualLoss
 
 log = logging.getLogger("sfd.training")
 READOUT_FILE = "readout.safetensors"  # the training-time motion read-out, beside a checkpoint's weights
+EXPRESSION_READOUT_FILE = "expression_readout.safetensors"  # its non-rigid twin
+EXPRESSION_SCALE = 0.01  # a typical non-rigid offset of a lip or lid point, [-1, 1] units
 
 
 @dataclass
@@ -118,10 +120,14 @@ class Trainer:
                                                eps=config.adam_eps)
         # The motion read-out is a training-time head (not exported): its own optimizer, so that the
         # generator's optimizer state keeps the layout of the model's parameters.
-        self.readout = None
+        self.readout = self.expression_readout = None
         if config.readout_weight > 0:
             self.readout = MotionReadout(mc.motion_dim, NUM_POINTS).to(acc.device)
             self.readout_optimizer = torch.optim.Adam(self.readout.parameters(), lr=1e-3, eps=config.adam_eps)
+        if config.expression_readout_weight > 0:
+            self.expression_readout = MotionReadout(mc.motion_dim, NUM_POINTS).to(acc.device)
+            self.expression_readout_optimizer = torch.optim.Adam(self.expression_readout.parameters(), lr=1e-3,
+                                                                 eps=config.adam_eps)
         discriminator_optimizer = torch.optim.Adam(discriminator.parameters(),
                                                    lr=config.discriminator_learning_rate or config.learning_rate,
                                                    betas=betas, eps=config.adam_eps)
@@ -223,6 +229,8 @@ class Trainer:
         optimizers = {"generator": self.generator_optimizer, "discriminator": self.discriminator_optimizer}
         if self.readout is not None:
             optimizers["readout"] = self.readout_optimizer
+        if self.expression_readout is not None:
+            optimizers["expression_readout"] = self.expression_readout_optimizer
         return optimizers
 
     def maybe_resume(self) -> Path | None:
@@ -239,10 +247,10 @@ class Trainer:
             path = Path(self.config.resume)
         state = self.checkpoints.load(path, self.accelerator, self.model, self.discriminator, self.ema,
                                       self.optimizers)
-        if self.readout is not None:
-            from safetensors.torch import load_file
+        from safetensors.torch import load_file
 
-            self.readout.load_state_dict(load_file(str(path / READOUT_FILE), device=str(self.accelerator.device)))
+        for head, file in self._readouts():
+            head.load_state_dict(load_file(str(path / file), device=str(self.accelerator.device)))
         self.step = int(state["step"])
         self.epoch = int(state.get("epoch", 0))
         self.history = list(state.get("history", []))
@@ -304,9 +312,10 @@ class Trainer:
             acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
         self.generator_optimizer.step()
         self.generator_optimizer.zero_grad(set_to_none=True)
-        if self.readout is not None:
-            self.readout_optimizer.step()
-            self.readout_optimizer.zero_grad(set_to_none=True)
+        for name in ("readout", "expression_readout"):
+            if getattr(self, name) is not None:
+                getattr(self, f"{name}_optimizer").step()
+                getattr(self, f"{name}_optimizer").zero_grad(set_to_none=True)
         self.discriminator.requires_grad_(True)
 
         # ---- discriminator side
@@ -354,6 +363,12 @@ class Trainer:
             predicted = self.readout(out.driving.motion - out.source.motion)
             terms["readout"] = readout_loss(predicted, source_points, driver_points, valid=valid)
             total = total + cfg.readout_weight * terms["readout"]
+        if self.expression_readout is not None:
+            predicted = self.expression_readout(out.driving.motion - out.source.motion)
+            terms["expression_readout"] = readout_loss(
+                predicted, source_points, driver_points, scale=EXPRESSION_SCALE, valid=valid,
+                weights=self.point_weights, target=non_rigid_offsets(source_points, driver_points))
+            total = total + cfg.expression_readout_weight * terms["expression_readout"]
         if self.face_mesh is not None:
             terms["landmark"] = landmark_loss(self.face_mesh, image, driver_points, self.point_weights, valid)
             total = total + cfg.landmark_weight * terms["landmark"]
@@ -473,15 +488,20 @@ class Trainer:
         acc.wait_for_everyone()
         return value
 
+    def _readouts(self) -> list[tuple[MotionReadout, str]]:
+        """The training-time read-out heads that are on, with the checkpoint file each lives in."""
+        heads = ((self.readout, READOUT_FILE), (self.expression_readout, EXPRESSION_READOUT_FILE))
+        return [(head, file) for head, file in heads if head is not None]
+
     def save_checkpoint(self) -> Path:
         path = self.checkpoints.save(self.step, self.accelerator, self.model, self.discriminator, self.ema,
                                      self.optimizers, extra={"epoch": self.epoch, "history": self.history,
                                                              "eval_history": self.eval_history})
-        if self.readout is not None and self.accelerator.is_main_process:
+        if self.accelerator.is_main_process:
             from safetensors.torch import save_file
 
-            save_file({k: v.detach().contiguous() for k, v in self.readout.state_dict().items()},
-                      str(path / READOUT_FILE))
+            for head, file in self._readouts():
+                save_file({k: v.detach().contiguous() for k, v in head.state_dict().items()}, str(path / file))
         if self.accelerator.is_main_process:
             log.info("saved %s", path)
         return path
