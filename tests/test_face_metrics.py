@@ -110,3 +110,36 @@ def test_cross_identity_scores_a_still_driven_by_a_clip(clip_and_judges):
     assert row["id_dist_source"] < 0.6  # the output is still the still's person
     for key in ("mouth_corr", "eye_corr", "pose_corr"):
         assert -1 <= row[key] <= 1 and row[f"baseline_{key}"] == 0.0
+
+
+def test_full_frame_cli_skips_a_still_without_a_face_and_scores_the_others(tmp_path, capsys):
+    """`--cross-stills` over a manifest: a still the detector misses (a blank picture) is named and
+    skipped; the real still is driven and scored; the run does not stop."""
+    import csv
+
+    from PIL import Image
+
+    from sfd.evaluation.full_frame import main
+
+    root = tmp_path / "corpus"
+    (root / "stills").mkdir(parents=True)
+    (root / "clips").mkdir()
+    (root / "clips" / CLIP.name).symlink_to(CLIP)
+    (root / "stills" / "anne.jpg").symlink_to(TALKING_HEADS / "stills" / "147_makeittalk-anne.jpg")
+    Image.new("RGB", (150, 150), (128, 128, 128)).save(root / "stills" / "blank.jpg")
+    with open(root / "manifest.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "kind", "identity", "split"])
+        writer.writerow([f"clips/{CLIP.name}", "video", "feifei", "test"])
+        writer.writerow(["stills/anne.jpg", "still", "anne", "train"])
+        writer.writerow(["stills/blank.jpg", "still", "nobody", "train"])
+    weights = Path(__file__).resolve().parents[1] / "sfd" / "weights" / "sfd-demo64"
+    out = tmp_path / "scores.json"
+    assert main([str(weights), "--data", str(root), "--cross-stills", "2", "--max-frames", "4", "--no-judges",
+                 "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Skipped 1 still(s) where no face was found: blank.jpg" in printed
+    import json
+
+    cross = json.loads(out.read_text())["cross_identity"]
+    assert [row["source_name"] for row in cross[:-1]] == ["anne.jpg"] and cross[0]["frames"] == 3

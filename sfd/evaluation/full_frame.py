@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from ..errors import SFDError, run_command
+from ..errors import NoFaceError, SFDError, run_command
 from ..media import VideoReader, load_image, read_video
 from .evaluator import as_pipeline
 from .face_judges import FaceJudges
@@ -207,11 +207,15 @@ def main(argv: list[str] | None = None) -> int:
         rows = [full_frame_reconstruction(pipeline, v, args.max_frames, crop=not args.no_crop, judges=judges,
                                           keep_frames=args.figure_frames if args.figure and i == 0 else ())
                 for i, v in enumerate(videos)]
-        cross = []
+        cross, faceless = [], set()
         for i, video in enumerate(videos if stills else []):
             for still in cross_stills(stills, i, args.cross_stills):
-                row = full_frame_reconstruction(pipeline, video, args.max_frames, crop=not args.no_crop,
-                                                judges=judges, source_image=load_image(still))
+                try:
+                    row = full_frame_reconstruction(pipeline, video, args.max_frames, crop=not args.no_crop,
+                                                    judges=judges, source_image=load_image(still))
+                except NoFaceError:  # a still the detector misses cannot be a source: say so, go on
+                    faceless.add(still.name)
+                    continue
                 row["source_name"] = still.name
                 cross.append(row)
         if args.figure:
@@ -225,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         if cross:
             text += ["", "Cross identity (stills of other people driven by each clip):",
                      table(cross, CROSS_IDENTITY_COLUMNS, "still <- clip")]
+        if faceless:
+            text += ["", f"Skipped {len(faceless)} still(s) where no face was found: {', '.join(sorted(faceless))}"]
         return "\n".join(text)
 
     return run_command(run)
