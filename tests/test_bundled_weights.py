@@ -21,20 +21,28 @@ import yaml
 from sfd.app import bundled_default, load_weights
 from sfd.app.sliders import SIGMAS, STEP, slider_layout
 from sfd.app.weights import BUNDLED_TRAINED_NAME
+from sfd.evaluation.face_judges import FaceJudges
 from sfd.evaluation.full_frame import full_frame_reconstruction
+from sfd.evaluation.metrics import l1
+from sfd.media import read_video
 from sfd.models import SFDModel
 from sfd.pipeline import SFDPipeline, sfd_pipeline
 from sfd.semantics.calibration import Calibration
 from sfd.semantics.direction_atlas import Atlas
 
+from conftest import TALKING_HEADS
+
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = sfd_pipeline.BUNDLED_WEIGHTS
-# Clips the demo model never saw in training (see its model card).
-HELD_OUT = ("lia-vox/driving2.mp4", "liveportrait/driving/d19.mp4")
-# Margins the trained model must beat the untrained one of the same preset by, on a held-out
-# clip, with crop and paste-back, over whole frames (measured on driving2: 8.4 % and 0.82 dB; see the card).
-L1_MARGIN = 0.05  # relative: at least 5 % lower L1
-PSNR_MARGIN = 0.3  # dB
+# A clip of a person of the corpus's test split (never trained on), whole frames with crop and
+# paste-back, first frame as source, as the model card's evaluation. Measured on the bundle, 95
+# frames: AKD 0.036 inter-ocular distances against 0.051 doing nothing and 0.052 untrained (0.71x);
+# mouth r 0.23 against -0.27 untrained; a still driver: L1 0.0105 to the source, no change at all.
+TEST_CLIP = "clips/072_dreamtalk-w011-front-sad-level3-001.mp4"
+FRAMES = 96
+AKD_MARGIN = 0.15  # relative: landmark error at least 15 % under doing nothing's and the untrained model's
+MOUTH_CORR_MIN = 0.1  # mouth-opening correlation with the driver, and its lead over the untrained model
+STILL_L1_MAX = 0.02  # a still driver: the output is the source, up to the 64 px model's rendering
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +60,17 @@ def test_the_bundle_is_a_small_fp16_hub_folder_with_its_card():
     card = (BUNDLED / "README.md").read_text()
     front = yaml.safe_load(card.split("---")[1])
     assert front["license"] == "cc-by-nc-4.0" and front["library_name"]
-    for must in ("small demo model", "not the paper", "CC BY-NC 4.0", "MIT", "Held out of training", "2-core CPU"):
+    for must in ("small demo model", "not the paper", "non-commercial research", "CC BY-NC 4.0", "2-core CPU",
+                 "no person of the corpus's `test` split was trained on"):
         assert must in card, must
-    for clip in ("driving2.mp4", "d19.mp4"):  # the held-out whole-frame table
-        assert re.search(rf"\| {re.escape(clip)} \| 0\.\d{{4}} \| 0\.\d{{4}} \| 0\.\d{{4}} \|", card), clip
+    # Every source of the training files with the terms of its media, in the metadata and the text.
+    assert len(front["datasets"]) >= 10
+    for source in front["datasets"]:
+        assert f"**{source}**" in card
+    assert "research use" in card and "not stated" in card
+    # The whole-frame table on the test identities: these weights, the previous ones, doing nothing.
+    for row in ("sfd-demo64 (these weights)", "previous bundle", "do nothing"):
+        assert re.search(rf"\| {re.escape(row)} \| 0\.\d{{4}} \| 0\.\d{{3}} \| 0\.\d{{3}} \|", card), row
 
 
 def test_from_pretrained_with_no_argument_loads_the_bundle_offline(bundled_pipeline):
@@ -73,20 +88,45 @@ def test_from_pretrained_with_no_argument_loads_the_bundle_offline(bundled_pipel
     assert torch.allclose(q.t() @ q, torch.eye(q.shape[1]), atol=1e-5)
 
 
-@pytest.mark.parametrize("clip", HELD_OUT[:1])
-def test_on_a_held_out_clip_the_bundle_beats_the_untrained_model(bundled_pipeline, faces_dir, clip):
+@pytest.fixture(scope="module")
+def test_identity_clip() -> Path:
+    if not (TALKING_HEADS / TEST_CLIP).is_file():
+        pytest.skip(f"the talking-heads corpus is not at {TALKING_HEADS}")
+    return TALKING_HEADS / TEST_CLIP
+
+
+def test_on_a_test_identity_the_bundle_follows_the_driver_better_than_untrained_or_doing_nothing(
+        bundled_pipeline, test_identity_clip):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         untrained = SFDPipeline(SFDModel.from_preset("tiny"), face_detector=bundled_pipeline.face_detector,
                                 device="cpu")
-    video = faces_dir / clip
-    trained = full_frame_reconstruction(bundled_pipeline, video, max_frames=96)
-    baseline = full_frame_reconstruction(untrained, video, max_frames=96)
-    assert trained["frames"] == baseline["frames"] == 95
-    assert trained["l1"] < (1 - L1_MARGIN) * baseline["l1"], (trained, baseline)
-    assert trained["psnr"] > baseline["psnr"] + PSNR_MARGIN, (trained, baseline)
-    # And it moves the face: the do-nothing baseline (every frame = the source) is beaten too.
-    assert trained["l1"] < trained["baseline_l1"]
+    judges = FaceJudges.default(lpips=False)  # dlib's 68 points, as the model card's numbers
+    trained = full_frame_reconstruction(bundled_pipeline, test_identity_clip, max_frames=FRAMES, judges=judges)
+    baseline = full_frame_reconstruction(untrained, test_identity_clip, max_frames=FRAMES, judges=judges)
+    assert trained["frames"] == baseline["frames"] == FRAMES - 1
+    assert trained["face_frames"] >= 0.9 * trained["frames"]
+    # Landmarks closer to the driver's than doing nothing (the source frame every time) and than the
+    # untrained model of the same preset, each by the stated margin.
+    assert trained["akd_iod"] < (1 - AKD_MARGIN) * trained["baseline_akd_iod"], trained
+    assert trained["akd_iod"] < (1 - AKD_MARGIN) * baseline["akd_iod"], (trained, baseline)
+    # The mouth opens and closes with the driver's (doing nothing scores 0).
+    assert trained["mouth_corr"] > MOUTH_CORR_MIN, trained
+    assert trained["mouth_corr"] > baseline["mouth_corr"] + MOUTH_CORR_MIN, (trained, baseline)
+
+
+def test_a_still_driver_gives_the_source_back(bundled_pipeline, test_identity_clip):
+    frame = read_video(test_identity_clip, max_frames=1)[0][0]
+    source = bundled_pipeline.prepare_source(frame)
+    still = np.repeat(frame[None], 4, axis=0)
+    output = np.concatenate(list(bundled_pipeline.iter_animate(source, [still])))[:, :frame.shape[0], :frame.shape[1]]
+    moving = read_video(test_identity_clip, max_frames=FRAMES)[0][::16]
+    driven = np.concatenate(list(bundled_pipeline.iter_animate(source, [moving])))[:, :frame.shape[0], :frame.shape[1]]
+    unchanged = float(np.abs(output.astype(float) - output[:1]).mean())
+    # Every output frame is the same picture, close to the source: nothing moves without a driver motion.
+    assert unchanged < 0.5, unchanged  # grey levels
+    assert l1(output[0], frame) < STILL_L1_MAX
+    assert float(np.abs(driven.astype(float) - driven[:1]).mean()) > 10 * max(unchanged, 0.05)
 
 
 def test_the_bundled_calibration_is_finite_and_sets_the_app_slider_ranges(bundled_pipeline, faces_dir):
@@ -121,7 +161,7 @@ def test_the_bundled_atlas_names_every_motion_direction_from_measurements(bundle
     assert len(atlas) == bundled_pipeline.model.config.motion_dim
     data = json.loads((BUNDLED / "atlas.json").read_text())
     for direction in data["directions"]:
-        assert direction["group"] in ("Head", "Mouth", "Eyes", "Other")
+        assert direction["group"] in ("Head", "Mouth", "Eyes", "Brows", "Other")
         assert all(math.isfinite(v) for v in direction["measurements"].values())
         assert (BUNDLED / direction["preview"]).is_file()
 

@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 BUNDLED_PRESET = "tiny"
 BUNDLED_SEED = 0  # the untrained default is the same model on every start and machine
 BUNDLED_NAME = "untrained tiny preset: no trained weights are bundled yet; faces will barely move"
-BUNDLED_TRAINED_NAME = ("bundled demo model sfd-demo64: a small 64 px model trained briefly on a CPU on "
-                        "13 clips, not the paper's; expect small, imprecise motions")
+BUNDLED_TRAINED_NAME = ("bundled demo model sfd-demo64: a small 64 px model trained for two hours on a CPU, "
+                        "not the paper's; on new faces it follows head motion and, partly, mouth and eyes "
+                        "(non-commercial research demo)")
 
 
 @dataclass

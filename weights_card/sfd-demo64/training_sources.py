@@ -27,7 +27,7 @@ def sources(manifest: str, split: str = "train") -> list[str]:
     for (repo, licence, terms), group in sorted(groups.items()):
         counts = ", ".join(f"{n} {kind}{'s' if n > 1 else ''}" for kind, n in (("clip", group["video"]),
                                                                              ("still", group["still"])) if n)
-        lines.append(f"{repo} examples ({counts}; {len(group['people'])} people)="
+        lines.append(f"{repo} examples ({counts}; {len(group['people'])} {'person' if len(group['people']) == 1 else 'people'})="
                      f"media: {terms}; repository licence: {licence}")
     lines.append("LIA example clips driving1, driving3 (VoxCeleb-style)=CC BY-NC 4.0, research use")
     lines.append("LivePortrait example clips (8 driving, 3 source videos)=MIT")
