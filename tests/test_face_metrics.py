@@ -43,6 +43,19 @@ def test_measures_follow_a_known_change():
     assert m["eyes"][0] == pytest.approx(8 / 40)
 
 
+def test_centred_akd_takes_out_the_faces_position_and_keeps_the_rest():
+    drivers = np.stack([_face(), _face(shift=(30, 0)), _face(shift=(0, -20), mouth_gap=12)])
+    still = np.broadcast_to(drivers[:1], drivers.shape)  # doing nothing
+    placed = np.stack([_face(), _face(), _face(mouth_gap=12)])  # right expression, no position change
+    for output, akd_zero, centred_zero in ((still, False, False), (placed, False, True), (drivers, True, True)):
+        scores = face_motion.clip_scores(output[1:], drivers[1:], 256)
+        assert (scores["akd_iod"] < 1e-9) == akd_zero
+        assert (scores["akd_centred_iod"] < 1e-9) == centred_zero
+    # A pure shift costs the whole AKD and nothing of the centred one.
+    shift = face_motion.clip_scores(still[1:2], drivers[1:2], 256)
+    assert shift["akd_iod"] == pytest.approx(30 / 120) and shift["akd_centred_iod"] == pytest.approx(0, abs=1e-9)
+
+
 def test_correlation_conventions():
     t = np.arange(20.0)
     assert face_motion.correlation(t, t) == pytest.approx(1)

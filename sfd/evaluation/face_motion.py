@@ -83,15 +83,20 @@ def keypoint_distance(output_points, driver_points) -> np.ndarray:
 
 
 def clip_scores(output_points, driver_points, frame_width: int) -> dict[str, float]:
-    """AKD (in driver inter-ocular distances, and in pixels with the frame scaled to 256 wide) and the
-    correlations, over the frames where both faces were found; `face_frames` counts those."""
+    """AKD (in driver inter-ocular distances, and in pixels with the frame scaled to 256 wide), AKD of
+    the centred landmarks (`akd_centred_iod`: position in the frame taken out) and the correlations,
+    over the frames where both faces were found; `face_frames` counts those."""
     o, d = np.asarray(output_points, np.float64), np.asarray(driver_points, np.float64)
     distance = keypoint_distance(o, d)
+    # The same with each landmark set centred: what is left once the face's position in the frame
+    # (which a face-following crop hides from the model) is taken out.
+    centred = keypoint_distance(o - o.mean(axis=-2, keepdims=True), d - d.mean(axis=-2, keepdims=True))
     found = np.isfinite(distance)
     iod = inter_ocular(d)
     scores = {
         "akd_iod": float(np.mean(distance[found] / iod[found])) if found.any() else float("nan"),
         "akd_px256": float(np.mean(distance[found]) * 256 / frame_width) if found.any() else float("nan"),
+        "akd_centred_iod": float(np.mean(centred[found] / iod[found])) if found.any() else float("nan"),
         "face_frames": int(found.sum()),
     }
     scores.update(following(o, d))
