@@ -312,10 +312,11 @@ class Trainer:
             acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
         self.generator_optimizer.step()
         self.generator_optimizer.zero_grad(set_to_none=True)
-        for name in ("readout", "expression_readout"):
-            if getattr(self, name) is not None:
-                getattr(self, f"{name}_optimizer").step()
-                getattr(self, f"{name}_optimizer").zero_grad(set_to_none=True)
+        for name in ("readout", "expression_readout"):  # the training-time heads, when on
+            optimizer = self.optimizers.get(name)
+            if optimizer is not None:
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
         self.discriminator.requires_grad_(True)
 
         # ---- discriminator side
@@ -502,7 +503,6 @@ class Trainer:
 
             for head, file in self._readouts():
                 save_file({k: v.detach().contiguous() for k, v in head.state_dict().items()}, str(path / file))
-        if self.accelerator.is_main_process:
             log.info("saved %s", path)
         return path
 
