@@ -183,7 +183,7 @@ def test_cli_run_with_perceptual_loss_accumulation_and_no_image_warp(smoke_data,
     assert config["image_warp"] is False
 
 
-def test_both_read_outs_train_and_resume_from_their_checkpoint_files(smoke_data, tmp_path):
+def test_both_read_outs_train_and_resume_from_their_checkpoint_files(smoke_data, tmp_path, capsys):
     """The motion read-out and its non-rigid twin learn from the frames' mesh points, are saved
     beside the checkpoint and come back exactly on resume."""
     from sfd.data.mesh_points import cache_meshes
@@ -208,6 +208,19 @@ def test_both_read_outs_train_and_resume_from_their_checkpoint_files(smoke_data,
         for a, b in zip(getattr(first, name).parameters(), getattr(resumed, name).parameters()):
             assert torch.equal(a, b)
     assert resumed.train().step == 8
+
+    # `motion_watch --readout` reads both heads of the checkpoint back and scores them.
+    from sfd.training import motion_watch
+
+    assert motion_watch.main([str(data), str(result.checkpoint), "--split", "train", "--clips", "2",
+                              "--frames", "8", "--readout"]) == 0
+    printed = capsys.readouterr().out
+    readouts = printed.split("Read-outs from the motion descriptors")[1]
+    rows = [line for line in readouts.splitlines() if line.startswith(f"| {result.checkpoint} | ")]
+    assert [row.split(" | ")[1] for row in rows] == ["readout", "expression_readout"]
+    for row in rows:
+        values = [float(v) for v in row.strip(" |").split(" | ")[2:]]
+        assert len(values) == 4 and all(math.isnan(v) or -1 <= v <= 1 for v in values)
 
 
 def test_cli_reports_bad_settings(tmp_path, capsys, monkeypatch):

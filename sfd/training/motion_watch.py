@@ -102,6 +102,25 @@ class MotionWatch:
         return result
 
 
+    @torch.no_grad()
+    def readout_following(self, model, readout) -> dict[str, float]:
+        """Whether the motion descriptors carry each quantity at all, whatever the generator makes of
+        them: a motion read-out (the training-time head, `MotionReadout`) turns the change of the
+        model's descriptors into the driver's predicted mesh points, and their mouth, eyes and face
+        centre are correlated over time with the driver's real ones (2-D points for both)."""
+        device = next(model.parameters()).device
+        follow: dict[str, list[float]] = {"mouth_corr": [], "eye_corr": [], "centre_x_corr": [], "centre_y_corr": []}
+        for images, driver in self.clips:
+            motion = model.encode(images.to(device), with_features=False).motion.float().cpu()
+            points = torch.as_tensor(driver["points"], dtype=torch.float32)
+            predicted = points[:1] + readout(motion - motion[:1])
+            ours, truth = (mesh_measures(F.pad(p, (0, 1))) for p in (predicted, points))
+            for key in ("mouth", "eyes", "centre_x", "centre_y"):
+                name = "eye_corr" if key == "eyes" else f"{key}_corr"
+                follow[name].append(correlation(ours[key][1:], truth[key][1:]))
+        return {k: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan") for k, v in follow.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m sfd.training.motion_watch ROOT WEIGHTS [WEIGHTS ...]`: the measures for each weights
     folder (or training checkpoint) on the held-out crops ROOT/test, as a markdown table (an ablation)."""
@@ -117,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test")
     parser.add_argument("--clips", type=int, default=100)
     parser.add_argument("--frames", type=int, default=32)
+    parser.add_argument("--readout", action="store_true",
+                        help="also read each training checkpoint's motion read-outs (readout.safetensors, "
+                             "expression_readout.safetensors) from its model/ weights: which quantities the "
+                             "motion descriptors carry")
     args = parser.parse_args(argv)
 
     def run() -> str:
@@ -129,9 +152,39 @@ def main(argv: list[str] | None = None) -> int:
                 watch = MotionWatch(args.root, args.split, pipe.size, clips=args.clips, frames=args.frames)
             scores = watch(pipe.model)
             lines.append(f"| {weights} | " + " | ".join(f"{scores[k]:.3f}" for k in keys) + " |")
-        return f"{len(watch.clips)} held-out clips, {args.frames} frames each\n" + "\n".join(lines)
+        text = f"{len(watch.clips)} held-out clips, {args.frames} frames each\n" + "\n".join(lines)
+        if args.readout:
+            text += "\n\n" + readout_table(watch, args.weights)
+        return text
 
     return run_command(run)
+
+
+def readout_table(watch: MotionWatch, checkpoints: list[str]) -> str:
+    """Markdown: `MotionWatch.readout_following` of each read-out head found in each checkpoint."""
+    from safetensors.torch import load_file
+
+    from sfd.data.mesh_points import NUM_POINTS
+    from sfd.errors import SFDError
+    from sfd.models import SFDModel
+
+    from .motion_losses import MotionReadout
+    from .trainer import EXPRESSION_READOUT_FILE, READOUT_FILE
+
+    keys = ("mouth_corr", "eye_corr", "centre_x_corr", "centre_y_corr")
+    lines = ["Read-outs from the motion descriptors (the checkpoint's model/ weights, which they were trained with):",
+             "| checkpoint | head | " + " | ".join(keys) + " |", "| --- | --- |" + " ---: |" * len(keys)]
+    for checkpoint in checkpoints:
+        heads = [f for f in (READOUT_FILE, EXPRESSION_READOUT_FILE) if (Path(checkpoint) / f).is_file()]
+        if not heads:
+            raise SFDError(f"{checkpoint} holds no {READOUT_FILE}: --readout reads training checkpoints")
+        model = SFDModel.from_pretrained(str(Path(checkpoint) / "model")).eval()
+        for file in heads:
+            readout = MotionReadout(model.config.motion_dim, NUM_POINTS)
+            readout.load_state_dict(load_file(str(Path(checkpoint) / file)))
+            scores = watch.readout_following(model, readout)
+            lines.append(f"| {checkpoint} | {file.split('.')[0]} | " + " | ".join(f"{scores[k]:.3f}" for k in keys) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
