@@ -115,8 +115,8 @@ class MotionWatch:
             points = torch.as_tensor(driver["points"], dtype=torch.float32)
             predicted = points[:1] + readout(motion - motion[:1])
             ours, truth = (mesh_measures(F.pad(p, (0, 1))) for p in (predicted, points))
-            for key in ("mouth", "eyes", "centre_x", "centre_y"):
-                name = "eye_corr" if key == "eyes" else f"{key}_corr"
+            for name, key in (("mouth_corr", "mouth"), ("eye_corr", "eyes"), ("centre_x_corr", "centre_x"),
+                              ("centre_y_corr", "centre_y")):
                 follow[name].append(correlation(ours[key][1:], truth[key][1:]))
         return {k: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan") for k, v in follow.items()}
 
@@ -183,7 +183,8 @@ def readout_table(watch: MotionWatch, checkpoints: list[str]) -> str:
             readout = MotionReadout(model.config.motion_dim, NUM_POINTS)
             readout.load_state_dict(load_file(str(Path(checkpoint) / file)))
             scores = watch.readout_following(model, readout)
-            lines.append(f"| {checkpoint} | {file.split('.')[0]} | " + " | ".join(f"{scores[k]:.3f}" for k in keys) + " |")
+            cells = " | ".join(f"{scores[k]:.3f}" for k in keys)
+            lines.append(f"| {checkpoint} | {file.split('.')[0]} | {cells} |")
     return "\n".join(lines)
 
 
