@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(a)
     a.add_argument("--absolute", action="store_true", help="absolute instead of relative motion")
     a.add_argument("--no-crop-driving", action="store_true", help="driving video is already face-cropped")
+    # The choices are sfd.pipeline.DRIVER_BOXES, written out: importing the pipeline would slow --help.
+    a.add_argument("--driver-box", choices=("fixed", "track"), default="fixed",
+                   help="the driver's crop: its first face's box for the whole clip, so head shifts count "
+                        "(default), or follow the face (a head that leaves that box)")
     a.add_argument("--no-paste-back", action="store_true", help="output the face crop only")
     a.add_argument("--no-detail", action="store_true",
                    help="paste back the model-size face upsampled, without the source's own fine detail")
@@ -120,6 +124,7 @@ def run(args) -> str:
                            crop=not args.no_crop, crop_driving=not args.no_crop_driving,
                            paste_back=not args.no_paste_back, keep_audio=not args.no_audio,
                            smoothing=args.smoothing, batch_size=args.batch_size, progress=progress,
+                           driver_box=args.driver_box,
                            **_crop_kwargs(args))
         bar.close()
         info = probe_video(out)

@@ -270,7 +270,14 @@ def test_a_driver_that_opens_without_a_face_is_animated_from_its_first_face(serv
     result, _ = handlers.animate(str(PORTRAIT), str(tmp_path / "fade_in.mp4"), progress=lambda *a, **k: None)
     assert probe_video(result).frame_count == 17
     assert notices == ["Done: no face in 5 of 17 driving frames (the first face is in frame 5; "
+                       "the frames before it hold its pose; the later ones are cropped with its box)."]
+    notices.clear()
+    handlers.animate(str(PORTRAIT), str(tmp_path / "fade_in.mp4"), driver_box="track", progress=lambda *a, **k: None)
+    assert notices == ["Done: no face in 5 of 17 driving frames (the first face is in frame 5; "
                        "the frames before it hold its pose)."]
+    with pytest.raises(gr.Error, match="crop box must be 'fixed' or 'track', not 'follow'"):
+        handlers.animate(str(PORTRAIT), str(tmp_path / "fade_in.mp4"), driver_box="follow",
+                         progress=lambda *a, **k: None)
 
 
 # ---------------------------------------------------------------------- the page in Chromium

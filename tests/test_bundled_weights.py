@@ -34,14 +34,17 @@ from conftest import TALKING_HEADS
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = sfd_pipeline.BUNDLED_WEIGHTS
-# A clip of a person of the corpus's test split (never trained on), whole frames with crop and
-# paste-back, first frame as source, as the model card's evaluation. Measured on the bundle, 95
-# frames: AKD 0.036 inter-ocular distances against 0.051 doing nothing and 0.052 untrained (0.71x);
-# mouth r 0.23 against -0.27 untrained; a still driver: L1 0.0105 to the source, no change at all.
-TEST_CLIP = "clips/072_dreamtalk-w011-front-sad-level3-001.mp4"
+# A clip of a person of the corpus's test split (never trained on), whole frames with crop (one
+# driver box, the default) and paste-back, first frame as source, as the model card's evaluation;
+# the clip of the card's figure. Measured on the bundle, 95 frames: AKD 0.037 inter-ocular
+# distances against 0.083 doing nothing and 0.083 untrained (0.44x); mouth r 0.49 against -0.25
+# untrained; a still driver: L1 0.0115 to the source, no change at all. (The untrained model's
+# output barely moves, so its per-clip correlations are noise: on clip 072, the test clip before
+# the one-box crop, it scored mouth r 0.15 by chance, as high as the bundle there.)
+TEST_CLIP = "clips/099_dpe-s.mp4"
 FRAMES = 96
-AKD_MARGIN = 0.15  # relative: landmark error at least 15 % under doing nothing's and the untrained model's
-MOUTH_CORR_MIN = 0.1  # mouth-opening correlation with the driver, and its lead over the untrained model
+AKD_MARGIN = 0.4  # relative: landmark error at least 40 % under doing nothing's and the untrained model's
+MOUTH_CORR_MIN = 0.3  # mouth-opening correlation with the driver, and its lead over the untrained model
 STILL_L1_MAX = 0.02  # a still driver: the output is the source, up to the 64 px model's rendering
 
 
@@ -127,6 +130,33 @@ def test_a_still_driver_gives_the_source_back(bundled_pipeline, test_identity_cl
     assert unchanged < 0.5, unchanged  # grey levels
     assert l1(output[0], frame) < STILL_L1_MAX
     assert float(np.abs(driven.astype(float) - driven[:1]).mean()) > 10 * max(unchanged, 0.05)
+
+
+def shifted_right(image: np.ndarray, dx: int) -> np.ndarray:
+    """`image` moved `dx` pixels right, its left edge column repeated into the gap."""
+    return np.pad(image, ((0, 0), (dx, 0), (0, 0)), mode="edge")[:, :image.shape[1]]
+
+
+def test_with_one_driver_box_the_portrait_follows_the_head_across_the_frame(bundled_pipeline, test_identity_clip):
+    """The driver's first frame, then 15 frames of it moved right by 6 % of its width: with the
+    default fixed box the output's face moves with it (measured: 16.6 px for the driver's 15.1); a
+    tracked box re-centres the driver's face, and the move fades out (-1.2 px by the last frame)."""
+    frame = read_video(test_identity_clip, max_frames=1)[0][0]
+    h, w = frame.shape[:2]
+    driver = np.stack([frame] + [shifted_right(frame, round(0.06 * w))] * 15)
+    source = bundled_pipeline.prepare_source(frame)
+    face = FaceJudges.default(lpips=False).face
+
+    def face_x(frames: np.ndarray) -> np.ndarray:  # mean x of dlib's 68 points, pixels from the first frame's
+        x = face.landmarks(frames)[:, :, 0].mean(axis=1)
+        return x - x[0]
+
+    shift = face_x(driver)[-1]
+    assert shift > 0.05 * w
+    moved = {box: face_x(np.concatenate(list(bundled_pipeline.iter_animate(source, [driver], driver_box=box)))
+                         [:, :h, :w])[-1] for box in ("fixed", "track")}
+    assert moved["fixed"] > 0.7 * shift, (shift, moved)
+    assert abs(moved["track"]) < 0.25 * shift, (shift, moved)
 
 
 def test_the_bundled_calibration_is_finite_and_sets_the_app_slider_ranges(bundled_pipeline, faces_dir):

@@ -77,7 +77,7 @@ def test_animate_real_clip_keeps_frames_fps_size_and_audio(pipe, faces_dir, tmp_
     driver = probe_video(driving)
     seen = []
     out = pipe.animate(source, driving, tmp_path / "out" / "result.mp4", progress=lambda d, t: seen.append((d, t)),
-                       side_by_side_path=tmp_path / "out" / "panels.mp4")
+                       side_by_side_path=tmp_path / "out" / "panels.mp4", driver_box="track")
     info = probe_video(out)
     panels = probe_video(tmp_path / "out" / "panels.mp4")
     # The square driver at the result's height, then the source and the result at their own size.
@@ -91,6 +91,24 @@ def test_animate_real_clip_keeps_frames_fps_size_and_audio(pipe, faces_dir, tmp_
     assert driver.has_audio and info.has_audio
     assert seen[-1][0] == driver.frame_count and all(a <= b for a, b in seen)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["panels.mp4", "result.mp4"]  # no temp files
+
+
+def test_the_driver_box_is_the_first_face_s_unless_tracking_is_asked_for(pipe, faces_dir, tmp_path):
+    """One box by default (the head's shifts are motion; whole frames follow them: see the bundle's
+    tests); the summary says the face was framed once, and a wrong value stops before any work."""
+    driving = clip(faces_dir / "liveportrait" / "driving" / "d3.mp4", tmp_path / "d3.mp4", 1.0)
+    source = faces_dir / "liveportrait" / "source" / "s0.jpg"
+    fixed = pipe.animate(source, driving, tmp_path / "fixed.mp4")
+    tracked = pipe.animate(source, driving, tmp_path / "tracked.mp4", driver_box="track")
+    assert (fixed.tracked, tracked.tracked) == (False, True)
+    assert fixed.face_summary() == "one crop box for the driver, from its first frame's face"
+    assert tracked.face_summary() == "a face in every driving frame"
+    assert fixed.frame_count == tracked.frame_count == probe_video(driving).frame_count
+    with pytest.raises(SFDError, match="driver_box must be one of fixed, track, got 'follow'"):
+        pipe.animate(source, driving, tmp_path / "bad.mp4", driver_box="follow")
+    with pytest.raises(SFDError, match="driver_box must be one of"):
+        next(pipe.iter_animate(pipe.prepare_source(source), [read_video(driving, max_frames=2)[0]], driver_box="x"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d3.mp4", "fixed.mp4", "tracked.mp4"]
 
 
 def test_animate_without_paste_back_gives_the_crop_and_silent_driver_gives_silent_video(pipe, faces_dir, tmp_path):
@@ -309,12 +327,23 @@ def test_cli_summary_counts_the_driving_frames_without_a_face(weights, faces_dir
     black = np.zeros((5, *frames.shape[1:]), np.uint8)
     with VideoWriter(tmp_path / "cut_away.mp4", info.fps) as writer:  # black, face, black (a cut), face
         writer.write(np.concatenate([black, frames[:10], black, frames[10:]]))
-    done = subprocess.run([sys.executable, "-m", "sfd", "animate", "--weights", str(weights), "--source",
-                           str(faces_dir / "lia-vox" / "monroe.png"), "--driving", str(tmp_path / "cut_away.mp4"),
-                           "--output", str(tmp_path / "o.mp4")], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert "25 frames" in done.stdout and "no face in 10 of 25 driving frames" in done.stdout
-    assert "the first face is in frame 5" in done.stdout and len(done.stdout.strip().splitlines()) == 1
+
+    def animate(*options: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "sfd", "animate", "--weights", str(weights), "--source",
+                               str(faces_dir / "lia-vox" / "monroe.png"), "--driving", str(tmp_path / "cut_away.mp4"),
+                               "--output", str(tmp_path / "o.mp4"), *options], capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert "25 frames" in done.stdout and len(done.stdout.strip().splitlines()) == 1
+        return done.stdout
+
+    # A tracked face is searched in every frame: the cut is counted too.
+    tracked = animate("--driver-box", "track")
+    assert "no face in 10 of 25 driving frames (the first face is in frame 5" in tracked
+    # One box (the default): the face is found once, and the summary says so.
+    fixed = animate()
+    assert "no face in 5 of 25 driving frames (the first face is in frame 5" in fixed
+    assert "the later ones are cropped with its box" in fixed
 
 
 def test_edit_video_keeps_frames_and_audio_and_applies_offsets(weights, faces_dir, tmp_path):

@@ -27,7 +27,7 @@ from PIL import Image
 from ..errors import SFDError
 from ..face import DEFAULT_OFFSET_X, DEFAULT_OFFSET_Y, DEFAULT_SCALE
 from ..media import probe_video
-from ..pipeline import SourceFace
+from ..pipeline import DRIVER_BOXES, SourceFace
 from .gpu import keep, on_device
 from .offsets import format_offsets, parse_offsets, read_json
 from .settings import AppSettings
@@ -237,7 +237,7 @@ class AppHandlers:
                 scale: float = DEFAULT_SCALE, offset_x: float = DEFAULT_OFFSET_X,
                 offset_y: float = DEFAULT_OFFSET_Y, crop_driving: bool = True,
                 paste_back: bool = True, keep_audio: bool = True, smoothing: float = 0.0,
-                progress=gr.Progress()) -> tuple[str, str]:
+                driver_box: str = "fixed", progress=gr.Progress()) -> tuple[str, str]:
         """Animate a portrait with the motion of a driving video.
 
         A driving video that opens without a face (a title card, a fade-in) is animated from its first
@@ -255,6 +255,8 @@ class AppHandlers:
             paste_back: paste the animated face back into the full portrait; off returns the face crop.
             keep_audio: copy the driving video's audio track.
             smoothing: motion smoothing strength in [0, 1).
+            driver_box: "fixed" crops the driver with its first face's box, so the head's shifts move the
+                portrait too; "track" follows the face (for a head that leaves that box).
 
         Returns:
             The animated video and a side-by-side video (driver | portrait | result), both mp4.
@@ -263,6 +265,9 @@ class AppHandlers:
         self._video(driving_video, "a driving video (upload or record)")
         if motion not in ("relative", "absolute"):
             raise gr.Error(f'motion must be "relative" or "absolute", not {motion!r}', print_exception=False)
+        if driver_box not in DRIVER_BOXES:
+            raise gr.Error(f"the driver's crop box must be {' or '.join(map(repr, DRIVER_BOXES))}, not {driver_box!r}",
+                           print_exception=False)
         source = self.prepare(source_image, auto_crop, scale, offset_x, offset_y)
         folder = self.new_request_dir()
 
@@ -275,7 +280,7 @@ class AppHandlers:
                 relative=motion == "relative", crop_driving=bool(crop_driving), paste_back=bool(paste_back),
                 keep_audio=bool(keep_audio), smoothing=float(smoothing), scale=float(scale),
                 offset_x=float(offset_x), offset_y=float(offset_y), max_duration=self.settings.max_seconds,
-                side_by_side_path=folder / "side_by_side.mp4", progress=report)
+                side_by_side_path=folder / "side_by_side.mp4", progress=report, driver_box=driver_box)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise

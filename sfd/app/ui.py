@@ -156,13 +156,17 @@ def build_animate_tab(handlers: AppHandlers) -> AnimateTab:
         with gr.Row():
             crop_driving = gr.Checkbox(True, label="Crop the driving video",
                                        info="Off for clips that are already face crops")
+            driver_box = gr.Radio([("one box", "fixed"), ("follow the face", "track")], value="fixed",
+                                  label="Driving crop box",
+                                  info="one box (the first face's): the head's shifts move the portrait too; "
+                                       "follow: for a head that leaves that box")
             paste_back = gr.Checkbox(True, label="Paste back", info="Off: output only the face crop")
             keep_audio = gr.Checkbox(True, label="Keep the driving video's audio")
         with gr.Row():
             crop = crop_controls("the portrait")
     run.click(
         gpu_task(handlers.animate, GPU_SECONDS_VIDEO),
-        inputs=[source, driving, motion, *crop.all, crop_driving, paste_back, keep_audio, smoothing],
+        inputs=[source, driving, motion, *crop.all, crop_driving, paste_back, keep_audio, smoothing, driver_box],
         outputs=[result, side_by_side], api_name="animate", concurrency_limit=1, concurrency_id="video",
     )
     portrait, clip = _example(EXAMPLE_PORTRAIT), _example(EXAMPLE_DRIVING)

@@ -3,8 +3,9 @@
     python -m sfd.data.preprocess RAW_DIR OUT_DIR --size 256 [--workers N] [--split-test 0.1]
         [--manifest RAW_DIR/manifest.csv] [--only-split train] [--stills] [--exclude 'PATTERN']
 
-Every video under RAW_DIR (searched recursively) is read frame by frame, the face is tracked
-with `FaceTracker` (smoothed boxes, our inference crop) and each crop is written as an image.
+Every video under RAW_DIR (searched recursively) is read frame by frame and cropped with
+`FaceTracker` as the pipeline crops a driver (by default one box per clip, its first face's, so
+the head's shifts stay in the crops as motion) and each crop is written as an image.
 With ``--stills`` every photo under RAW_DIR becomes a one-frame folder, cropped as the pipeline
 crops a source portrait (`SFDPipeline.prepare_source`: the main face, `CropBox.from_face`).
 
@@ -56,7 +57,7 @@ class PreprocessOptions:
     """How each video is cropped (see `preprocess_videos`)."""
 
     size: int = 256
-    track: str = "smooth"
+    track: str = "fixed"
     detect_every: int = 1
     fps: float | None = None
     max_frames: int | None = None
@@ -229,7 +230,7 @@ def _worker(args) -> tuple[str, str, int, str]:
 
 # --------------------------------------------------------------------------- the whole folder
 def preprocess_videos(raw_dir: str | Path, out_dir: str | Path, size: int = 256, workers: int = 1,
-                      split_test: float = 0.0, track: str = "smooth", detect_every: int = 1,
+                      split_test: float = 0.0, track: str = "fixed", detect_every: int = 1,
                       fps: float | None = None, max_frames: int | None = None, max_search_frames: int = 150,
                       image_format: str = "png", detector_weights: str | None = None,
                       retry_skipped: bool = False, progress: bool = True, stills: bool = False,
@@ -241,7 +242,7 @@ def preprocess_videos(raw_dir: str | Path, out_dir: str | Path, size: int = 256,
         size: side of the square crops (the model size, or larger to resize at train time).
         workers: processes working on different videos at once.
         split_test: fraction of videos for ``test/`` when `raw_dir` has no split folders.
-        track: `FaceTracker` mode: ``"smooth"`` (default), ``"fixed"``, ``"raw"``, or ``"full"``
+        track: `FaceTracker` mode: ``"fixed"`` (default), ``"smooth"``, ``"raw"``, or ``"full"``
             for videos that are already face crops (no detection).
         detect_every: run the detector on every k-th frame (the tracker glides in between).
         fps: resample videos to this frame rate (None keeps theirs); max_frames: frames per video.
@@ -331,8 +332,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="parallel processes (default: CPU cores - 1)")
     parser.add_argument("--split-test", type=float, default=0.0,
                         help="fraction of videos for test/ when RAW_DIR has no train/ test/ folders")
-    parser.add_argument("--track", default="smooth", choices=("smooth", "fixed", "raw", "full"),
-                        help="face tracking mode; 'full' for videos that are already face crops")
+    parser.add_argument("--track", default="fixed", choices=("fixed", "smooth", "raw", "full"),
+                        help="crop box: 'fixed' (one per clip, as the pipeline crops a driver), 'smooth' (follow "
+                             "the face), 'raw', or 'full' for videos that are already face crops")
     parser.add_argument("--detect-every", type=int, default=1, help="run the detector every k frames")
     parser.add_argument("--fps", type=float, default=None, help="resample to this frame rate")
     parser.add_argument("--max-frames", type=int, default=None, help="at most this many frames per video")

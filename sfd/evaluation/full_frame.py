@@ -33,6 +33,7 @@ from PIL import Image
 
 from ..errors import NoFaceError, SFDError, run_command
 from ..media import VideoReader, load_image, read_video
+from ..pipeline import DRIVER_BOXES
 from .evaluator import as_pipeline
 from .face_judges import FaceJudges
 from .metrics import l1, psnr
@@ -40,7 +41,8 @@ from .metrics import l1, psnr
 
 def full_frame_reconstruction(pipeline, video: str | Path, max_frames: int | None = None,
                               batch_size: int = 8, crop: bool = True, keep_frames: Sequence[int] = (),
-                              judges: FaceJudges | None = None, source_image: np.ndarray | None = None) -> dict:
+                              judges: FaceJudges | None = None, source_image: np.ndarray | None = None,
+                              driver_box: str = "fixed") -> dict:
     """L1 and PSNR (on [0, 1], whole frames) of the pipeline and of the do-nothing baseline; with
     `judges`, also LPIPS, AKD, identity distance and the motion-following correlations (each with
     the baseline's value under `baseline_<key>`).
@@ -75,7 +77,8 @@ def full_frame_reconstruction(pipeline, video: str | Path, max_frames: int | Non
     real: list[np.ndarray] = []
     kept: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     done = 0
-    for output in pipeline.iter_animate(source, driving(), relative=True, crop_driving=crop, paste_back=True):
+    for output in pipeline.iter_animate(source, driving(), relative=True, crop_driving=crop, paste_back=True,
+                                        driver_box=driver_box):
         target = real.pop(0)
         h, w = target.shape[1:3]
         if same_identity:
@@ -184,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--no-detail", action="store_true",
                         help="paste back without the source's fine detail (the model-size face upsampled)")
+    parser.add_argument("--driver-box", choices=DRIVER_BOXES, default="fixed",
+                        help="the driver's crop: its first face's box (default, as the app) or follow the face")
     parser.add_argument("--figure", default=None, help="save source | driver | output rows of the first clip here")
     parser.add_argument("--figure-frames", type=int, nargs="+", default=[24, 48, 72],
                         help="frames of the first clip shown in --figure")
@@ -206,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             pipeline.detail_transfer = False
         judges = None if args.no_judges else FaceJudges.default()
         rows = [full_frame_reconstruction(pipeline, v, args.max_frames, crop=not args.no_crop, judges=judges,
+                                          driver_box=args.driver_box,
                                           keep_frames=args.figure_frames if args.figure and i == 0 else ())
                 for i, v in enumerate(videos)]
         cross, faceless = [], set()
@@ -213,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
             for still in cross_stills(stills, i, args.cross_stills):
                 try:
                     row = full_frame_reconstruction(pipeline, video, args.max_frames, crop=not args.no_crop,
-                                                    judges=judges, source_image=load_image(still))
+                                                    judges=judges, source_image=load_image(still),
+                                                    driver_box=args.driver_box)
                 except NoFaceError:  # a still the detector misses cannot be a source: say so, go on
                     faceless.add(still.name)
                     continue

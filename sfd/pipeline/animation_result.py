@@ -15,7 +15,10 @@ class AnimationResult:
     frame_count:      frames written, one per driving frame.
     faceless_frames:  driving frames in which no face was found (0 when the driver is taken whole).
                       Frames before the first face hold its pose; later ones keep the last crop box.
+                      Only a tracked driver is searched after its first face.
     first_face_frame: the first driving frame with a face: the reference of relative motion.
+    tracked:          whether the face was followed through the driver (`driver_box="track"`);
+                      with one fixed box, frames after the first face are not searched.
     side_by_side:     the driver | source | result video, when one was asked for.
 
     It is path-like (`os.fspath`, `str`), since `animate` used to return the video's `Path`.
@@ -25,6 +28,7 @@ class AnimationResult:
     frame_count: int
     faceless_frames: int = 0
     first_face_frame: int = 0
+    tracked: bool = False
     side_by_side: Path | None = None
 
     def __fspath__(self) -> str:
@@ -36,8 +40,10 @@ class AnimationResult:
     def face_summary(self) -> str:
         """One phrase on the driver's face, for status lines: says how many frames had none."""
         if not self.faceless_frames:
-            return "a face in every driving frame"
+            return ("a face in every driving frame" if self.tracked
+                    else "one crop box for the driver, from its first frame's face")
         text = f"no face in {self.faceless_frames} of {self.frame_count} driving frames"
         if self.first_face_frame:
-            text += f" (the first face is in frame {self.first_face_frame}; the frames before it hold its pose)"
+            text += f" (the first face is in frame {self.first_face_frame}; the frames before it hold its pose"
+            text += ")" if self.tracked else "; the later ones are cropped with its box)"
         return text

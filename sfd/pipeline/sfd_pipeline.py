@@ -37,6 +37,12 @@ MAX_SOURCE_SIDE = 2048
 BUNDLED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "sfd-demo64"
 # Detect the face in every k-th driving frame; the smoothed box glides in between.
 DETECT_EVERY = 5
+DRIVER_BOXES = ("fixed", "track")  # the driver's crop box: the first face's for the whole clip, or followed
+
+
+def _check_driver_box(driver_box: str) -> None:
+    if driver_box not in DRIVER_BOXES:
+        raise SFDError(f"driver_box must be one of {', '.join(DRIVER_BOXES)}, got {driver_box!r}")
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -243,9 +249,16 @@ class SFDPipeline:
 
     # ------------------------------------------------------------------ animation
     def _driving_tracker(self, crop_driving: bool, scale: float, offset_x: float, offset_y: float,
-                         first: FirstFace) -> FaceTracker:
-        """The driver's tracker, to be called from the first face's frame on (its box is known)."""
-        tracker = FaceTracker(self._detector() if crop_driving else None, mode="smooth" if crop_driving else "full",
+                         first: FirstFace, driver_box: str) -> FaceTracker:
+        """The driver's tracker, to be called from the first face's frame on (its box is known).
+
+        `driver_box`: "fixed" keeps the first face's box for the whole clip, so that the head's
+        shifts and the camera's zoom reach the motion descriptors (the whole-frame landmark error
+        falls from 1.01x to 0.37x doing nothing's on the test clips); "track" follows the face
+        with smoothed boxes, for a head that leaves its first box, at the price of that motion.
+        """
+        mode = ("fixed" if driver_box == "fixed" else "smooth") if crop_driving else "full"
+        tracker = FaceTracker(self._detector() if crop_driving else None, mode=mode,
                               every=DETECT_EVERY, scale=scale, offset_x=offset_x, offset_y=offset_y)
         tracker.start_from(first.box)
         return tracker
@@ -305,13 +318,15 @@ class SFDPipeline:
     def iter_animate(self, source: SourceFace, driving_batches: Iterable[np.ndarray], relative: bool = True,
                      crop_driving: bool = True, paste_back: bool = True, smoothing: float = 0.0,
                      scale: float = DEFAULT_SCALE, offset_x: float = DEFAULT_OFFSET_X,
-                     offset_y: float = DEFAULT_OFFSET_Y) -> Iterator[np.ndarray]:
+                     offset_y: float = DEFAULT_OFFSET_Y, driver_box: str = "fixed") -> Iterator[np.ndarray]:
         """Animated frames (uint8 batches) for batches of driving frames, streaming.
 
         The first driving frame with a face is the reference of relative motion, and the frames
         before it hold its pose (they are kept in memory until it shows); `crop_driving=False`
-        takes each driving frame whole (for clips that are already face crops).
+        takes each driving frame whole (for clips that are already face crops). `driver_box`:
+        "fixed" crops every frame with the first face's box, "track" follows the face.
         """
+        _check_driver_box(driver_box)
         batches = iter(driving_batches)
         held: list[np.ndarray] = []
 
@@ -323,7 +338,7 @@ class SFDPipeline:
         first = self._first_driving_face(frames(), crop_driving, scale, offset_x, offset_y, "the driving video")
         if first is None:
             return
-        tracker = self._driving_tracker(crop_driving, scale, offset_x, offset_y, first)
+        tracker = self._driving_tracker(crop_driving, scale, offset_x, offset_y, first, driver_box)
         for _, _, faces, sharp in self._animate_batches(source, itertools.chain(held, batches), first, tracker,
                                                         relative, smoothing):
             if not paste_back:
@@ -336,7 +351,7 @@ class SFDPipeline:
                 keep_audio: bool = True, smoothing: float = 0.0, scale: float = DEFAULT_SCALE,
                 offset_x: float = DEFAULT_OFFSET_X, offset_y: float = DEFAULT_OFFSET_Y, batch_size: int = 8,
                 max_duration: float | None = None, side_by_side_path: str | os.PathLike | None = None,
-                progress: ProgressCallback | None = None) -> AnimationResult:
+                progress: ProgressCallback | None = None, driver_box: str = "fixed") -> AnimationResult:
         """Animate the source face with the motion of a driving video; returns the `AnimationResult`
         (path-like: the output video), which also says how many driving frames showed no face.
 
@@ -344,11 +359,14 @@ class SFDPipeline:
         the source's size with `paste_back` (else the model's crop size), and the driver's audio
         when it has one and `keep_audio` is on. It appears only when complete. The first driving
         frame with a face is the reference of relative motion; the frames before it (a title card,
-        a fade-in) hold its pose, and frames that lose the face keep the last crop box. Only a
-        driver without any face is a NoFaceError. With `side_by_side_path`, a second video shows
+        a fade-in) hold its pose. `driver_box="fixed"` (default) crops every later frame with that
+        face's box, so the head's shifts in the frame move the portrait too; "track" follows the
+        face, and frames that lose it keep the last box. Only a driver without any face is a
+        NoFaceError. With `side_by_side_path`, a second video shows
         driver | source | result at the result's height (whole frames with `paste_back`, else
         face crops).
         """
+        _check_driver_box(driver_box)
         source = self.prepare_source(source_image, crop=crop, scale=scale, offset_x=offset_x, offset_y=offset_y)
         info = probe_video(driving_video, max_duration=max_duration)
         name = Path(driving_video).name
@@ -358,7 +376,7 @@ class SFDPipeline:
                                              offset_y, f"driving video {name}")
         if first is None:
             raise VideoError(f"{name} has no video frames to animate.")
-        tracker = self._driving_tracker(crop_driving, scale, offset_x, offset_y, first)
+        tracker = self._driving_tracker(crop_driving, scale, offset_x, offset_y, first, driver_box)
         total = info.frame_count
         done = 0
         audio = driving_video if keep_audio else None
@@ -386,4 +404,5 @@ class SFDPipeline:
         return AnimationResult(path=Path(output_path), frame_count=done,
                                faceless_frames=first.index + tracker.faceless_frames,
                                first_face_frame=first.index,
+                               tracked=crop_driving and driver_box == "track",
                                side_by_side=None if side_by_side_path is None else Path(side_by_side_path))
