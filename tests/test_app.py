@@ -275,6 +275,16 @@ def test_a_driver_that_opens_without_a_face_is_animated_from_its_first_face(serv
     handlers.animate(str(PORTRAIT), str(tmp_path / "fade_in.mp4"), driver_box="track", progress=lambda *a, **k: None)
     assert notices == ["Done: no face in 5 of 17 driving frames (the first face is in frame 5; "
                        "the frames before it hold its pose)."]
+    # A driver whose face walks out of its first box: a warning says which option to change.
+    w = frames.shape[2]
+    with VideoWriter(tmp_path / "walk_out.mp4", info.fps) as writer:
+        writer.write(np.stack([np.pad(frames[i % len(frames)], ((0, 0), (round(0.6 * w * i / 50), 0), (0, 0)),
+                                      mode="edge")[:, :w] for i in range(51)]))
+    warnings = []
+    monkeypatch.setattr(gr, "Warning", warnings.append)
+    handlers.animate(str(PORTRAIT), str(tmp_path / "walk_out.mp4"), progress=lambda *a, **k: None)
+    assert len(warnings) == 1 and "left its crop box in 2 of 2 frames checked" in warnings[0], warnings
+    assert "Driving crop box to 'follow the face'" in warnings[0]
     with pytest.raises(gr.Error, match="crop box must be 'fixed' or 'track', not 'follow'"):
         handlers.animate(str(PORTRAIT), str(tmp_path / "fade_in.mp4"), driver_box="follow",
                          progress=lambda *a, **k: None)

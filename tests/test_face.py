@@ -441,6 +441,33 @@ def test_tracker_modes():
         FaceTracker(None, mode="smooth")
 
 
+class _ScriptedDetector(FaceDetector):
+    """The k-th call finds the face shifted right by shifts[k] px (None: no face)."""
+
+    name = "scripted"
+
+    def __init__(self, shifts):
+        self.shifts = list(shifts)
+        self.calls = 0
+
+    def _detect(self, image):
+        shift = self.shifts[min(self.calls, len(self.shifts) - 1)]
+        self.calls += 1
+        return [] if shift is None else [Face((100.0 + shift, 60.0, 180.0 + shift, 160.0), 0.99)]
+
+
+def test_a_fixed_box_looks_for_its_face_every_25_frames_and_counts_when_it_has_left():
+    frames = [np.zeros((240, 320, 3), np.uint8)] * 80
+    # The first box (side 179 px); then, at frames 25, 50 and 75: 10 px off (inside), 90 px off and
+    # no face at all (both have left the box).
+    det = _ScriptedDetector([0, 10, 90, None])
+    tracker = FaceTracker(det, mode="fixed")
+    boxes = [tracker(f) for f in frames]
+    assert all(b == boxes[0] for b in boxes)  # the box never moves
+    assert det.calls == tracker.detections == 4
+    assert (tracker.watched_frames, tracker.drifted_frames, tracker.faceless_frames) == (3, 2, 0)
+
+
 def test_tracker_without_a_face_in_the_first_frame():
     tracker = FaceTracker(_CountingDetector(face_from=1))
     with pytest.raises(NoFaceError, match="frame 0"):

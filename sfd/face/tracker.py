@@ -22,6 +22,8 @@ from sfd.face.detector import FaceDetector
 from sfd.face.smoother import BoxSmoother
 
 TRACK_MODES = ("smooth", "fixed", "raw", "full")
+WATCH_EVERY = 25  # "fixed": look for the face every 25th frame (1 s at 25 fps) to see that it stays in its box
+DRIFT_LIMIT = 0.25  # "fixed": the face has left its box when its box moved or resized by this share of the side
 
 
 @dataclass
@@ -53,7 +55,8 @@ class FaceTracker:
     Args:
         detector: the face detector; may be ``None`` only with ``mode="full"``.
         mode: ``"smooth"`` (detect and smooth, default), ``"fixed"`` (the box of the first
-            frame for the whole clip; detects once), ``"raw"`` (detect, no smoothing) or
+            frame for the whole clip; afterwards it only looks for the face every `WATCH_EVERY`-th
+            frame, to count the frames where it has left that box), ``"raw"`` (detect, no smoothing) or
             ``"full"`` (no detection: the whole frame, for already-cropped clips).
         every: detect on every `every`-th frame only (1 = every frame); the frames in
             between reuse the last detection, which the smoother glides towards.
@@ -62,7 +65,10 @@ class FaceTracker:
 
     Call the tracker with each frame, in order; `reset()` before a new clip. `faceless_frames`
     counts the frames the detector found no face in: once it misses, it runs on every frame until
-    the face is back, so that count covers every frame of the gap.
+    the face is back, so that count covers every frame of the gap. In ``"fixed"`` mode the face is
+    only looked at on every `WATCH_EVERY`-th frame after the first box: `watched_frames` counts
+    those looks, `drifted_frames` those where no face was found or its box had moved or resized
+    by more than `DRIFT_LIMIT` of the side (the head has left the crop: track it instead).
     """
 
     def __init__(
@@ -94,6 +100,8 @@ class FaceTracker:
         self.frame_index = 0
         self.detections = 0  # how many frames the detector ran on (for reports and tests)
         self.faceless_frames = 0
+        self.watched_frames = 0
+        self.drifted_frames = 0
         self._have_box = False
         self._face_lost = False
         self._known_box: CropBox | None = None
@@ -101,6 +109,18 @@ class FaceTracker:
     def start_from(self, box: CropBox) -> None:
         """The box of the next frame, found already (by `find_first_face`): no second detection."""
         self._known_box = box
+
+    def _watch(self, frame: np.ndarray, first: CropBox) -> None:
+        """One look, in "fixed" mode, at whether the face is still in its `first` box."""
+        self.watched_frames += 1
+        self.detections += 1
+        faces = self.detector.detect(frame)  # type: ignore[union-attr]
+        if not faces:
+            self.drifted_frames += 1
+            return
+        now = CropBox.from_face(faces[0], self.scale, self.offset_x, self.offset_y)
+        moved = max(abs(now.cx - first.cx), abs(now.cy - first.cy), abs(now.side - first.side)) / first.side
+        self.drifted_frames += moved > DRIFT_LIMIT
 
     def __call__(self, frame: np.ndarray) -> CropBox:
         """The crop box for the next frame of the clip.
@@ -116,9 +136,13 @@ class FaceTracker:
         box, self._known_box = self._known_box, None
         if box is not None:
             self._have_box = True
-        # Detect on schedule, and on every frame until a face has been found or while it is
-        # lost; "fixed" keeps its first box, so it stops detecting once it has one.
-        elif not self._have_box or (self.mode != "fixed" and (self._face_lost or i % self.every == 0)):
+        elif self.mode == "fixed" and self._have_box:  # the first box for good; only watch the face
+            first = self.smoother.update(None)
+            if i % WATCH_EVERY == 0:
+                self._watch(frame, first)
+            return first
+        # Detect on schedule, and on every frame until a face has been found or while it is lost.
+        elif not self._have_box or self._face_lost or i % self.every == 0:
             self.detections += 1
             faces = self.detector.detect(frame)  # type: ignore[union-attr]
             if faces:

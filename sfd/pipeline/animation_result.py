@@ -18,7 +18,10 @@ class AnimationResult:
                       Only a tracked driver is searched after its first face.
     first_face_frame: the first driving frame with a face: the reference of relative motion.
     tracked:          whether the face was followed through the driver (`driver_box="track"`);
-                      with one fixed box, frames after the first face are not searched.
+                      with one fixed box, the face is only looked for every 25th frame after it:
+    watched_frames:   those looks, and
+    drifted_frames:   the looks that found the face out of its first box (or no face): the head
+                      left the crop there, and the tracked box would serve that driver better.
     side_by_side:     the driver | source | result video, when one was asked for.
 
     It is path-like (`os.fspath`, `str`), since `animate` used to return the video's `Path`.
@@ -29,6 +32,8 @@ class AnimationResult:
     faceless_frames: int = 0
     first_face_frame: int = 0
     tracked: bool = False
+    watched_frames: int = 0
+    drifted_frames: int = 0
     side_by_side: Path | None = None
 
     def __fspath__(self) -> str:
@@ -38,12 +43,17 @@ class AnimationResult:
         return os.fspath(self.path)
 
     def face_summary(self) -> str:
-        """One phrase on the driver's face, for status lines: says how many frames had none."""
+        """One phrase on the driver's face, for status lines: says how many frames had none and,
+        with one box, whether the face stayed in it."""
         if not self.faceless_frames:
-            return ("a face in every driving frame" if self.tracked
+            text = ("a face in every driving frame" if self.tracked
                     else "one crop box for the driver, from its first frame's face")
-        text = f"no face in {self.faceless_frames} of {self.frame_count} driving frames"
-        if self.first_face_frame:
-            text += f" (the first face is in frame {self.first_face_frame}; the frames before it hold its pose"
-            text += ")" if self.tracked else "; the later ones are cropped with its box)"
+        else:
+            text = f"no face in {self.faceless_frames} of {self.frame_count} driving frames"
+            if self.first_face_frame:
+                text += f" (the first face is in frame {self.first_face_frame}; the frames before it hold its pose"
+                text += ")" if self.tracked else "; the later ones are cropped with its box)"
+        if self.drifted_frames:
+            text += (f"; the face had left that box in {self.drifted_frames} of {self.watched_frames} frames "
+                     "checked (a driver box that follows the face suits this video better)")
         return text

@@ -405,4 +405,5 @@ class SFDPipeline:
                                faceless_frames=first.index + tracker.faceless_frames,
                                first_face_frame=first.index,
                                tracked=crop_driving and driver_box == "track",
+                               watched_frames=tracker.watched_frames, drifted_frames=tracker.drifted_frames,
                                side_by_side=None if side_by_side_path is None else Path(side_by_side_path))
