@@ -139,7 +139,7 @@ def shifted_right(image: np.ndarray, dx: int) -> np.ndarray:
 
 def test_with_one_driver_box_the_portrait_follows_the_head_across_the_frame(bundled_pipeline, test_identity_clip):
     """The driver's first frame, then 15 frames of it moved right by 6 % of its width: with the
-    default fixed box the output's face moves with it (measured: 16.6 px for the driver's 15.1); a
+    fixed box (the default) the output's face moves with it (measured: 16.6 px for the driver's 15.1); a
     tracked box re-centres the driver's face, and the move fades out (-1.2 px by the last frame)."""
     frame = read_video(test_identity_clip, max_frames=1)[0][0]
     h, w = frame.shape[:2]

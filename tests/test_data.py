@@ -5,6 +5,8 @@ Clips come from ../shared/data/faces by path (linked into tmp folders, never cop
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -165,6 +167,18 @@ def test_unreadable_clip_is_replaced_by_another(tmp_path, frame_root, caplog):
 
 
 # --------------------------------------------------------------------------- preprocess
+def test_preprocess_crops_with_one_box_by_default_and_records_whether_the_face_stayed_in_it(tmp_path, faces_dir):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "d19.mp4").symlink_to(faces_dir / "liveportrait" / "driving" / "d19.mp4")
+    report = preprocess_videos(raw, tmp_path / "out", size=SIZE, workers=1, max_frames=30, progress=False)
+    assert report.written == ["d19.mp4"]
+    meta = json.loads((tmp_path / "out" / "train" / "d19.mp4" / "meta.json").read_text())
+    assert meta["track"] == "fixed"
+    # One look, at frame 25; the face of this talking head is still inside its first box there.
+    assert (meta["watched_frames"], meta["drifted_frames"], meta["missed_frames"]) == (1, 0, 0)
+
+
 def test_preprocess_crops_a_real_clip_resumes_and_skips_a_faceless_video(tmp_path, faces_dir, capsys):
     raw = tmp_path / "raw"
     (raw / "talk").mkdir(parents=True)
@@ -173,8 +187,8 @@ def test_preprocess_crops_a_real_clip_resumes_and_skips_a_faceless_video(tmp_pat
     write_video(raw / "empty.mp4", np.stack([gradient] * 12), fps=12)
     out = tmp_path / "out"
 
-    report = preprocess_videos(raw, out, size=SIZE, workers=2, split_test=0.0, detect_every=3, max_frames=10,
-                               progress=False)
+    report = preprocess_videos(raw, out, size=SIZE, workers=2, split_test=0.0, track="smooth", detect_every=3,
+                               max_frames=10, progress=False)
     assert report.written == ["talk#d19.mp4"] and report.frames_written == 10
     assert "empty.mp4" in report.skipped and "no face" in report.skipped["empty.mp4"]
     folder = out / "train" / "talk#d19.mp4"

@@ -442,7 +442,7 @@ def test_tracker_modes():
 
 
 class _ScriptedDetector(FaceDetector):
-    """The k-th call finds the face shifted right by shifts[k] px (None: no face)."""
+    """The k-th call finds the face shifted right by shifts[k] px (None: no face; "zoom": twice as big)."""
 
     name = "scripted"
 
@@ -453,19 +453,28 @@ class _ScriptedDetector(FaceDetector):
     def _detect(self, image):
         shift = self.shifts[min(self.calls, len(self.shifts) - 1)]
         self.calls += 1
-        return [] if shift is None else [Face((100.0 + shift, 60.0, 180.0 + shift, 160.0), 0.99)]
+        if shift is None:
+            return []
+        if shift == "zoom":  # twice the size, same centre
+            return [Face((60.0, 10.0, 220.0, 210.0), 0.99)]
+        return [Face((100.0 + shift, 60.0, 180.0 + shift, 160.0), 0.99)]
 
 
 def test_a_fixed_box_looks_for_its_face_every_25_frames_and_counts_when_it_has_left():
-    frames = [np.zeros((240, 320, 3), np.uint8)] * 80
-    # The first box (side 179 px); then, at frames 25, 50 and 75: 10 px off (inside), 90 px off and
-    # no face at all (both have left the box).
-    det = _ScriptedDetector([0, 10, 90, None])
+    frames = [np.zeros((240, 320, 3), np.uint8)] * 104
+    # No face in the first 3 frames; then the first box (the face 80 px wide, the crop 179 px);
+    # then, 25, 50, 75 and 100 frames later: 10 px off (inside), 90 px off (out), no face, and the
+    # face grown to 160 px about the same centre (out), where a smaller face would stay inside.
+    det = _ScriptedDetector([None, None, None, 0, 10, 90, None, "zoom"])
     tracker = FaceTracker(det, mode="fixed")
-    boxes = [tracker(f) for f in frames]
+    for frame in frames[:3]:
+        with pytest.raises(NoFaceError):
+            tracker(frame)
+    boxes = [tracker(f) for f in frames[3:]]  # looks at frames 28, 53, 78 and 103
     assert all(b == boxes[0] for b in boxes)  # the box never moves
-    assert det.calls == tracker.detections == 4
-    assert (tracker.watched_frames, tracker.drifted_frames, tracker.faceless_frames) == (3, 2, 0)
+    assert det.calls == tracker.detections == 8
+    assert (tracker.watched_frames, tracker.drifted_frames, tracker.missed_frames) == (4, 2, 1)
+    assert tracker.faceless_frames == 3  # the opening only: the looks count their own misses
 
 
 def test_tracker_without_a_face_in_the_first_frame():

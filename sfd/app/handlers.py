@@ -284,13 +284,13 @@ class AppHandlers:
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        if result.drifted_frames:  # the head left the one box: say what to change
+        if result.faceless_frames or result.missed_frames or result.drifted_frames:
             log.info("animate: %s", result.face_summary())
+        if result.drifted_frames:  # the head left the one box: say what to change
             gr.Warning(f"Done, but the driver's face had left its crop box in {result.drifted_frames} of "
                        f"{result.watched_frames} frames checked: for this video, set Options → Driving crop box "
                        "to 'follow the face'.")
-        elif result.faceless_frames:
-            log.info("animate: %s", result.face_summary())
+        elif result.faceless_frames or result.missed_frames:
             gr.Info(f"Done: {result.face_summary()}.")
         return str(result.path), str(result.side_by_side)
 

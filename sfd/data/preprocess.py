@@ -197,6 +197,12 @@ def _crop_frames(job: _Job, folder: Path, options: PreprocessOptions) -> tuple[i
     meta = {"source": str(job.video), "kind": "video", "frames": written, "dropped_before_face": searched,
             "fps": options.fps or info.fps, "size": options.size, "track": options.track,
             "detector": detector.name if detector else None}
+    if options.track == "fixed":  # how often the face was found out of its one box: such clips train badly
+        meta.update(watched_frames=tracker.watched_frames, drifted_frames=tracker.drifted_frames,
+                    missed_frames=tracker.missed_frames)
+        if tracker.drifted_frames:
+            log.warning("%s: the face left its crop box in %d of %d frames checked", job.name,
+                        tracker.drifted_frames, tracker.watched_frames)
     return written, meta
 
 
@@ -244,7 +250,8 @@ def preprocess_videos(raw_dir: str | Path, out_dir: str | Path, size: int = 256,
         split_test: fraction of videos for ``test/`` when `raw_dir` has no split folders.
         track: `FaceTracker` mode: ``"fixed"`` (default), ``"smooth"``, ``"raw"``, or ``"full"``
             for videos that are already face crops (no detection).
-        detect_every: run the detector on every k-th frame (the tracker glides in between).
+        detect_every: with ``track="smooth"`` or ``"raw"``, run the detector on every k-th frame
+            (the tracker glides in between).
         fps: resample videos to this frame rate (None keeps theirs); max_frames: frames per video.
         max_search_frames: frames to search for a first face before skipping the video.
         image_format: ``"png"`` (lossless) or ``"jpg"`` (quality 95, about 5x smaller).
@@ -335,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--track", default="fixed", choices=("fixed", "smooth", "raw", "full"),
                         help="crop box: 'fixed' (one per clip, as the pipeline crops a driver), 'smooth' (follow "
                              "the face), 'raw', or 'full' for videos that are already face crops")
-    parser.add_argument("--detect-every", type=int, default=1, help="run the detector every k frames")
+    parser.add_argument("--detect-every", type=int, default=1,
+                        help="with --track smooth or raw: run the detector every k frames")
     parser.add_argument("--fps", type=float, default=None, help="resample to this frame rate")
     parser.add_argument("--max-frames", type=int, default=None, help="at most this many frames per video")
     parser.add_argument("--max-search-frames", type=int, default=150,

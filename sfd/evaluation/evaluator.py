@@ -4,7 +4,8 @@ Same-identity reconstruction: frame 0 of each test video is the source and every
 t >= 1 drives it with absolute motion (`z = Q_id a_id(frame 0) + Q_m a_m(frame t)`); the
 output is compared with frame t. Frame 0 itself is left out (it would be compared with
 itself). Frames are the model's input: the whole frame resized to the model's size for
-already-cropped datasets (the default), or the tracked face crop with `crop=True`; outputs are
+already-cropped datasets (the default), or the face crop with `crop=True` (a box that follows the
+face: these are crops of a test set, not the app's one-box driver crop); outputs are
 scored at the model's size, as uint8 images, as they would be saved.
 
 Cross-identity animation: frame 0 of video i is animated by video j (relative motion, as the

@@ -1,7 +1,8 @@
 """Reenactment over whole frames, as a user sees it, against the do-nothing baseline.
 
 Same identity: the first frame of a clip is the source and the whole clip drives it, with
-everything the app does: face crop, relative motion, paste-back into the full frame. Each output
+everything the app does: face crop (the driver's as `--driver-box` says, one box by default, as
+the app), relative motion, paste-back into the full frame. Each output
 frame is compared with the real frame, and so is the do-nothing baseline (every output frame =
 the source frame). A model is useful only where it beats that baseline. Measured: L1 and PSNR
 over the whole picture, and with the pretrained judges (`FaceJudges`): LPIPS (AlexNet), AKD
@@ -13,7 +14,8 @@ Cross identity (`--cross-stills N`): each clip drives N stills of other people; 
 correlations and the identity distance to the still.
 
     python -m sfd.evaluation.full_frame WEIGHTS [VIDEO ...] [--data ROOT --split test]
-        [--cross-stills 5] [--max-frames N] [--json OUT] [--figure OUT.png --figure-frames 24 48 72]
+        [--cross-stills 5] [--max-frames N] [--driver-box fixed|track] [--json OUT]
+        [--figure OUT.png --figure-frames 24 48 72]
 
 `--figure` saves, for chosen frames of the first clip, a row each of source | driving frame |
 output: the picture of a reenactment that goes into a model card.
@@ -47,7 +49,8 @@ def full_frame_reconstruction(pipeline, video: str | Path, max_frames: int | Non
     `judges`, also LPIPS, AKD, identity distance and the motion-following correlations (each with
     the baseline's value under `baseline_<key>`).
 
-    `source_image`: animate this portrait instead of the clip's first frame (cross-identity: then
+    `driver_box`: the driver's crop box, as for `SFDPipeline.iter_animate`. `source_image`:
+    animate this portrait instead of the clip's first frame (cross-identity: then
     only the measures that do not need the driver's own face, i.e. not L1/PSNR/LPIPS/AKD, mean
     anything; the identity distance is to the source). `keep_frames`: frame indices whose
     (driving frame, output) pairs are returned under "kept" (with the source frame under
@@ -230,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
             figure = reenactment_figure(rows[0].pop("source"), rows[0].pop("kept"))
             Image.fromarray(figure).save(args.figure)
         if args.json:
-            Path(args.json).write_text(json.dumps({"same_identity": rows + [mean_row(rows)],
+            Path(args.json).write_text(json.dumps({"driver_box": args.driver_box,
+                                                   "same_identity": rows + [mean_row(rows)],
                                                    "cross_identity": cross + ([mean_row(cross)] if cross else [])},
                                                   indent=2))
         text = ["Same identity (first frame = source; the do-nothing baseline in brackets):", table(rows)]

@@ -11,7 +11,8 @@ Typical use::
     ...                                                            # animate face_crop
     frame = paste_back(image, animated_crop, box)                  # same size as image
 
-For video, `FaceTracker` gives one smoothed crop box per frame. RetinaFace weights are made
+For video, `FaceTracker` gives a crop box per frame: one smoothed box that follows the face, or
+the first face's box for the whole clip (``mode="fixed"``, how the pipeline crops a driver). RetinaFace weights are made
 with ``python -m sfd.face.convert_retinaface IN.pth OUT.safetensors``.
 """
 

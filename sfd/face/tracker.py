@@ -23,7 +23,6 @@ from sfd.face.smoother import BoxSmoother
 
 TRACK_MODES = ("smooth", "fixed", "raw", "full")
 WATCH_EVERY = 25  # "fixed": look for the face every 25th frame (1 s at 25 fps) to see that it stays in its box
-DRIFT_LIMIT = 0.25  # "fixed": the face has left its box when its box moved or resized by this share of the side
 
 
 @dataclass
@@ -56,7 +55,7 @@ class FaceTracker:
         detector: the face detector; may be ``None`` only with ``mode="full"``.
         mode: ``"smooth"`` (detect and smooth, default), ``"fixed"`` (the box of the first
             frame for the whole clip; afterwards it only looks for the face every `WATCH_EVERY`-th
-            frame, to count the frames where it has left that box), ``"raw"`` (detect, no smoothing) or
+            frame, to count where it has left that box), ``"raw"`` (detect, no smoothing) or
             ``"full"`` (no detection: the whole frame, for already-cropped clips).
         every: detect on every `every`-th frame only (1 = every frame); the frames in
             between reuse the last detection, which the smoother glides towards.
@@ -66,9 +65,9 @@ class FaceTracker:
     Call the tracker with each frame, in order; `reset()` before a new clip. `faceless_frames`
     counts the frames the detector found no face in: once it misses, it runs on every frame until
     the face is back, so that count covers every frame of the gap. In ``"fixed"`` mode the face is
-    only looked at on every `WATCH_EVERY`-th frame after the first box: `watched_frames` counts
-    those looks, `drifted_frames` those where no face was found or its box had moved or resized
-    by more than `DRIFT_LIMIT` of the side (the head has left the crop: track it instead).
+    only looked for on every `WATCH_EVERY`-th frame after the first box: `watched_frames` counts
+    those looks, `drifted_frames` those where the face was found out of the first box (the head
+    has left the crop: track it instead), `missed_frames` those where no face was found.
     """
 
     def __init__(
@@ -102,6 +101,8 @@ class FaceTracker:
         self.faceless_frames = 0
         self.watched_frames = 0
         self.drifted_frames = 0
+        self.missed_frames = 0
+        self._first_index = 0
         self._have_box = False
         self._face_lost = False
         self._known_box: CropBox | None = None
@@ -111,16 +112,15 @@ class FaceTracker:
         self._known_box = box
 
     def _watch(self, frame: np.ndarray, first: CropBox) -> None:
-        """One look, in "fixed" mode, at whether the face is still in its `first` box."""
+        """One look, in "fixed" mode, at whether the face is still inside its `first` box."""
         self.watched_frames += 1
         self.detections += 1
         faces = self.detector.detect(frame)  # type: ignore[union-attr]
         if not faces:
-            self.drifted_frames += 1
+            self.missed_frames += 1
             return
-        now = CropBox.from_face(faces[0], self.scale, self.offset_x, self.offset_y)
-        moved = max(abs(now.cx - first.cx), abs(now.cy - first.cy), abs(now.side - first.side)) / first.side
-        self.drifted_frames += moved > DRIFT_LIMIT
+        x0, y0, x1, y1 = faces[0].box
+        self.drifted_frames += x0 < first.x0 or y0 < first.y0 or x1 > first.x1 or y1 > first.y1
 
     def __call__(self, frame: np.ndarray) -> CropBox:
         """The crop box for the next frame of the clip.
@@ -135,10 +135,11 @@ class FaceTracker:
             return CropBox.full_frame(h, w)
         box, self._known_box = self._known_box, None
         if box is not None:
+            self._first_index = i if not self._have_box else self._first_index
             self._have_box = True
         elif self.mode == "fixed" and self._have_box:  # the first box for good; only watch the face
             first = self.smoother.update(None)
-            if i % WATCH_EVERY == 0:
+            if (i - self._first_index) % WATCH_EVERY == 0:
                 self._watch(frame, first)
             return first
         # Detect on schedule, and on every frame until a face has been found or while it is lost.
@@ -147,6 +148,7 @@ class FaceTracker:
             faces = self.detector.detect(frame)  # type: ignore[union-attr]
             if faces:
                 box = CropBox.from_face(faces[0], self.scale, self.offset_x, self.offset_y)
+                self._first_index = i if not self._have_box else self._first_index
                 self._have_box = True
             else:
                 self.faceless_frames += 1

@@ -15,13 +15,14 @@ class AnimationResult:
     frame_count:      frames written, one per driving frame.
     faceless_frames:  driving frames in which no face was found (0 when the driver is taken whole).
                       Frames before the first face hold its pose; later ones keep the last crop box.
-                      Only a tracked driver is searched after its first face.
+                      With one box, only the frames before the first face (see missed_frames).
     first_face_frame: the first driving frame with a face: the reference of relative motion.
     tracked:          whether the face was followed through the driver (`driver_box="track"`);
                       with one fixed box, the face is only looked for every 25th frame after it:
-    watched_frames:   those looks, and
-    drifted_frames:   the looks that found the face out of its first box (or no face): the head
-                      left the crop there, and the tracked box would serve that driver better.
+    watched_frames:   those looks;
+    drifted_frames:   the looks that found the face out of its first box: the head left the crop
+                      there, and the tracked box would serve that driver better;
+    missed_frames:    the looks that found no face.
     side_by_side:     the driver | source | result video, when one was asked for.
 
     It is path-like (`os.fspath`, `str`), since `animate` used to return the video's `Path`.
@@ -34,6 +35,7 @@ class AnimationResult:
     tracked: bool = False
     watched_frames: int = 0
     drifted_frames: int = 0
+    missed_frames: int = 0
     side_by_side: Path | None = None
 
     def __fspath__(self) -> str:
@@ -53,6 +55,8 @@ class AnimationResult:
             if self.first_face_frame:
                 text += f" (the first face is in frame {self.first_face_frame}; the frames before it hold its pose"
                 text += ")" if self.tracked else "; the later ones are cropped with its box)"
+        if self.missed_frames:
+            text += f"; no face in {self.missed_frames} of {self.watched_frames} later frames checked"
         if self.drifted_frames:
             text += (f"; the face had left that box in {self.drifted_frames} of {self.watched_frames} frames "
                      "checked (a driver box that follows the face suits this video better)")

@@ -35,16 +35,17 @@ MAX_SOURCE_SIDE = 2048
 # The small demo model that ships inside the package (fp16 only, to keep the package small;
 # SFDModel.from_pretrained finds that file by itself).
 BUNDLED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "sfd-demo64"
-# Detect the face in every k-th driving frame; the smoothed box glides in between.
+# A tracked driver box (driver_box="track"): detect the face in every k-th frame, the smoothed box
+# glides in between.
 DETECT_EVERY = 5
 DRIVER_BOXES = ("fixed", "track")  # the driver's crop box: the first face's for the whole clip, or followed
+
+ProgressCallback = Callable[[int, int], None]
 
 
 def _check_driver_box(driver_box: str) -> None:
     if driver_box not in DRIVER_BOXES:
         raise SFDError(f"driver_box must be one of {', '.join(DRIVER_BOXES)}, got {driver_box!r}")
-
-ProgressCallback = Callable[[int, int], None]
 
 
 def default_device() -> torch.device:
@@ -200,7 +201,8 @@ class SFDPipeline:
                    progress: ProgressCallback | None = None) -> Path:
         """Every frame of `video` with its face's descriptors moved by the offsets; returns the path.
 
-        The face is tracked (smoothed crop boxes, as for driving videos), each batch of crops is
+        The face is tracked (smoothed crop boxes, as for a driver with `driver_box="track"`: each
+        frame is its own source, so its crop must follow its face), each batch of crops is
         encoded at once, edited and pasted back into its frame; `crop=False` edits whole frames
         (already-cropped clips). Frame rate, frame count and (with `keep_audio`) the audio stay.
         """
@@ -324,10 +326,16 @@ class SFDPipeline:
         The first driving frame with a face is the reference of relative motion, and the frames
         before it hold its pose (they are kept in memory until it shows); `crop_driving=False`
         takes each driving frame whole (for clips that are already face crops). `driver_box`:
-        "fixed" crops every frame with the first face's box, "track" follows the face.
+        "fixed" crops every frame with the first face's box, "track" follows the face. A wrong
+        `driver_box` raises at the call, not at the first frame.
         """
         _check_driver_box(driver_box)
-        batches = iter(driving_batches)
+        return self._iter_animate(source, iter(driving_batches), relative, crop_driving, paste_back, smoothing,
+                                  scale, offset_x, offset_y, driver_box)
+
+    def _iter_animate(self, source: SourceFace, batches: Iterator[np.ndarray], relative: bool, crop_driving: bool,
+                      paste_back: bool, smoothing: float, scale: float, offset_x: float, offset_y: float,
+                      driver_box: str) -> Iterator[np.ndarray]:
         held: list[np.ndarray] = []
 
         def frames():
@@ -406,4 +414,5 @@ class SFDPipeline:
                                first_face_frame=first.index,
                                tracked=crop_driving and driver_box == "track",
                                watched_frames=tracker.watched_frames, drifted_frames=tracker.drifted_frames,
+                               missed_frames=tracker.missed_frames,
                                side_by_side=None if side_by_side_path is None else Path(side_by_side_path))

@@ -9,7 +9,8 @@
 # CHECKPOINT: a training checkpoint folder (its ema/ weights are used), e.g.
 #             runs/final/checkpoints/checkpoint-0004000
 # DATA:       the preprocessed training crops (DATA/train), as `python -m sfd preprocess` wrote them
-# TEST:       the preprocessed crops of the corpus's test identities (TEST/test)
+#             (the committed folder's: with --track smooth, crops that follow the face)
+# TEST:       the preprocessed crops of the corpus's test identities (TEST/test; --track smooth too)
 # CORPUS:     the talking-heads corpus (manifest.csv, clips/, stills/): whole-frame evaluation
 # The numbers for weights_card/sfd-demo64/NOTES.md are printed on the way.
 set -euo pipefail
