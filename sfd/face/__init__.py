@@ -12,8 +12,8 @@ Typical use::
     frame = paste_back(image, animated_crop, box)                  # same size as image
 
 For video, `FaceTracker` gives a crop box per frame: one smoothed box that follows the face, or
-the first face's box for the whole clip (``mode="fixed"``, how the pipeline crops a driver). RetinaFace weights are made
-with ``python -m sfd.face.convert_retinaface IN.pth OUT.safetensors``.
+the first face's box for the whole clip (``mode="fixed"``, how the pipeline crops a driver).
+RetinaFace weights are made with ``python -m sfd.face.convert_retinaface IN.pth OUT.safetensors``.
 """
 
 from sfd.face.crop import DEFAULT_OFFSET_X, DEFAULT_OFFSET_Y, DEFAULT_SCALE, CropBox, crop, crop_box

@@ -135,7 +135,8 @@ class FaceTracker:
             return CropBox.full_frame(h, w)
         box, self._known_box = self._known_box, None
         if box is not None:
-            self._first_index = i if not self._have_box else self._first_index
+            if not self._have_box:
+                self._first_index = i
             self._have_box = True
         elif self.mode == "fixed" and self._have_box:  # the first box for good; only watch the face
             first = self.smoother.update(None)
@@ -148,7 +149,8 @@ class FaceTracker:
             faces = self.detector.detect(frame)  # type: ignore[union-attr]
             if faces:
                 box = CropBox.from_face(faces[0], self.scale, self.offset_x, self.offset_y)
-                self._first_index = i if not self._have_box else self._first_index
+                if not self._have_box:
+                    self._first_index = i
                 self._have_box = True
             else:
                 self.faceless_frames += 1
