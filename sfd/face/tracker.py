@@ -111,11 +111,14 @@ class FaceTracker:
         """The box of the next frame, found already (by `find_first_face`): no second detection."""
         self._known_box = box
 
+    def _detect(self, frame: np.ndarray) -> list:
+        self.detections += 1
+        return self.detector.detect(frame)  # type: ignore[union-attr]
+
     def _watch(self, frame: np.ndarray, first: CropBox) -> None:
         """One look, in "fixed" mode, at whether the face is still inside its `first` box."""
         self.watched_frames += 1
-        self.detections += 1
-        faces = self.detector.detect(frame)  # type: ignore[union-attr]
+        faces = self._detect(frame)
         if not faces:
             self.missed_frames += 1
             return
@@ -145,8 +148,7 @@ class FaceTracker:
             return first
         # Detect on schedule, and on every frame until a face has been found or while it is lost.
         elif not self._have_box or self._face_lost or i % self.every == 0:
-            self.detections += 1
-            faces = self.detector.detect(frame)  # type: ignore[union-attr]
+            faces = self._detect(frame)
             if faces:
                 box = CropBox.from_face(faces[0], self.scale, self.offset_x, self.offset_y)
                 if not self._have_box:

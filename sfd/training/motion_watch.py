@@ -101,7 +101,6 @@ class MotionWatch:
         result["driver_sensitivity"] = float(np.mean(sensitivity))
         return result
 
-
     @torch.no_grad()
     def readout_following(self, model, readout) -> dict[str, float]:
         """Whether the motion descriptors carry each quantity at all, whatever the generator makes of
