@@ -411,3 +411,24 @@ def test_full_frame_scores_against_the_do_nothing_baseline_and_draws_the_figure(
     # Bad weights: exit status 2 with a message, no traceback and no figure.
     assert full_frame_main([str(tmp_path / "none"), str(clip), "--figure", str(out)]) == 2
     assert not out.exists()
+
+
+def test_the_ceiling_pastes_the_drivers_own_face_at_the_models_size(faces_dir, capsys):
+    from sfd import SFDPipeline
+    from sfd.evaluation.full_frame import full_frame_reconstruction, main as full_frame_main
+
+    clip = faces_dir / "lia-vox" / "driving2.mp4"
+    pipe = SFDPipeline(SFDModel.from_preset("tiny"), None, device="cpu")
+    ceiling = full_frame_reconstruction(pipe, clip, max_frames=12, ceiling=True, keep_frames=[0, 9])
+    frames = read_video(clip, max_frames=12)[0]
+    source, (first, later) = ceiling["source"], ceiling["kept"]
+    # No model: the driver's own face, upsampled from 64 px. Closer to the driver than doing
+    # nothing on a moving clip, yet not exact.
+    assert ceiling["l1"] < 0.8 * ceiling["baseline_l1"]
+    assert 0 < np.abs(later[1].astype(int) - frames[9]).mean() < np.abs(source.astype(int) - frames[9]).mean()
+    assert np.abs(first[1].astype(int) - frames[0]).mean() > 0
+    with pytest.raises(SFDError, match="same identity"):
+        full_frame_reconstruction(pipe, clip, max_frames=4, ceiling=True, source_image=frames[0])
+    for extra in (["--cross-stills", "2"], ["--driver-box", "track"], ["--no-crop"]):
+        assert full_frame_main(["never-loaded", str(clip), "--ceiling", *extra]) == 2
+        assert "--ceiling scores the same identity with one crop box" in capsys.readouterr().err

@@ -13,8 +13,12 @@ time of mouth opening, eye opening and head pose, see `face_motion`).
 Cross identity (`--cross-stills N`): each clip drives N stills of other people; measured are the
 correlations and the identity distance to the still.
 
+`--ceiling` scores, instead of a model, the driving frame's own face at the model's size pasted
+back as the app pastes (same identity, one box): what a perfect model of that size would get,
+i.e. how far these measures can go at that resolution.
+
     python -m sfd.evaluation.full_frame WEIGHTS [VIDEO ...] [--data ROOT --split test]
-        [--cross-stills 5] [--max-frames N] [--driver-box fixed|track] [--json OUT]
+        [--cross-stills 5] [--max-frames N] [--driver-box fixed|track] [--ceiling] [--json OUT]
         [--figure OUT.png --figure-frames 24 48 72]
 
 `--figure` saves, for chosen frames of the first clip, a row each of source | driving frame |
@@ -34,6 +38,8 @@ import numpy as np
 from PIL import Image
 
 from ..errors import NoFaceError, SFDError, run_command
+from ..face import crop as crop_image
+from ..face import paste_back
 from ..media import VideoReader, load_image, read_video
 from ..pipeline import DRIVER_BOXES
 from .evaluator import as_pipeline
@@ -44,7 +50,7 @@ from .metrics import l1, psnr
 def full_frame_reconstruction(pipeline, video: str | Path, max_frames: int | None = None,
                               batch_size: int = 8, crop: bool = True, keep_frames: Sequence[int] = (),
                               judges: FaceJudges | None = None, source_image: np.ndarray | None = None,
-                              driver_box: str = "fixed") -> dict:
+                              driver_box: str = "fixed", ceiling: bool = False) -> dict:
     """L1 and PSNR (on [0, 1], whole frames) of the pipeline and of the do-nothing baseline; with
     `judges`, also LPIPS, AKD, identity distance and the motion-following correlations (each with
     the baseline's value under `baseline_<key>`).
@@ -54,8 +60,11 @@ def full_frame_reconstruction(pipeline, video: str | Path, max_frames: int | Non
     only the measures that do not need the driver's own face, i.e. not L1/PSNR/LPIPS/AKD, mean
     anything; the identity distance is to the source). `keep_frames`: frame indices whose
     (driving frame, output) pairs are returned under "kept" (with the source frame under
-    "source"), for a figure.
+    "source"), for a figure. `ceiling`: the output is the driving frame cropped with the source's
+    box at the model's size and pasted back, without the model (same identity only).
     """
+    if ceiling and (source_image is not None or not crop):
+        raise SFDError("the ceiling is for the same identity with cropping: no source image, no --no-crop")
     if source_image is None:
         source_image = read_video(video, max_frames=1)[0][0]
         same_identity = True
@@ -79,9 +88,14 @@ def full_frame_reconstruction(pipeline, video: str | Path, max_frames: int | Non
 
     real: list[np.ndarray] = []
     kept: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    if ceiling:  # the source is the clip's first face, so its box is the driver's one box
+        outputs = (np.stack([paste_back(source.image, crop_image(frame, source.box, pipeline.size), source.box)
+                             for frame in frames]) for frames in driving())
+    else:
+        outputs = pipeline.iter_animate(source, driving(), relative=True, crop_driving=crop, paste_back=True,
+                                        driver_box=driver_box)
     done = 0
-    for output in pipeline.iter_animate(source, driving(), relative=True, crop_driving=crop, paste_back=True,
-                                        driver_box=driver_box):
+    for output in outputs:
         target = real.pop(0)
         h, w = target.shape[1:3]
         if same_identity:
@@ -192,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="paste back without the source's fine detail (the model-size face upsampled)")
     parser.add_argument("--driver-box", choices=DRIVER_BOXES, default="fixed",
                         help="the driver's crop: its first face's box (default, as the app) or follow the face")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="score the driver's own face at the model's size pasted back (no model): "
+                             "how far the measures can go at that size")
     parser.add_argument("--figure", default=None, help="save source | driver | output rows of the first clip here")
     parser.add_argument("--figure-frames", type=int, nargs="+", default=[24, 48, 72],
                         help="frames of the first clip shown in --figure")
@@ -209,12 +226,15 @@ def main(argv: list[str] | None = None) -> int:
                 stills = [root / e.file for e in entries if e.kind == "still"]
         if not videos:
             raise SFDError("no driving clips: give video files or --data with a manifest")
+        if args.ceiling and (args.cross_stills or args.no_crop or args.driver_box != "fixed"):
+            raise SFDError("--ceiling scores the same identity with one crop box: "
+                           "drop --cross-stills, --no-crop and --driver-box track")
         pipeline, _ = as_pipeline(args.weights, crop=not args.no_crop)
         if args.no_detail:
             pipeline.detail_transfer = False
         judges = None if args.no_judges else FaceJudges.default()
         rows = [full_frame_reconstruction(pipeline, v, args.max_frames, crop=not args.no_crop, judges=judges,
-                                          driver_box=args.driver_box,
+                                          driver_box=args.driver_box, ceiling=args.ceiling,
                                           keep_frames=args.figure_frames if args.figure and i == 0 else ())
                 for i, v in enumerate(videos)]
         cross, faceless = [], set()
@@ -233,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             figure = reenactment_figure(rows[0].pop("source"), rows[0].pop("kept"))
             Image.fromarray(figure).save(args.figure)
         if args.json:
-            Path(args.json).write_text(json.dumps({"driver_box": args.driver_box,
+            Path(args.json).write_text(json.dumps({"driver_box": args.driver_box, "ceiling": args.ceiling,
                                                    "same_identity": rows + [mean_row(rows)],
                                                    "cross_identity": cross + ([mean_row(cross)] if cross else [])},
                                                   indent=2))
