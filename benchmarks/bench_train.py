@@ -115,6 +115,8 @@ LOSS_ROWS = (
     ("+ landmark (mesh)", {"landmark_weight": 1.0}),
     ("+ perceptual VGG16", {"perceptual_weight": 1.0}),
     ("+ read-out and non-rigid read-out", {"readout_weight": 0.05, "expression_readout_weight": 0.05}),
+    ("+ both read-outs and keypoint flow",
+     {"readout_weight": 0.05, "expression_readout_weight": 0.05, "keypoint_flow_weight": 2.0}),
 )
 
 

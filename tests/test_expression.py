@@ -81,6 +81,30 @@ def test_unreachable_changes_fail_in_strict_mode_and_report_their_reach_otherwis
     assert "mouth_open" in loose.summary() and abs(loose.reached()["mouth_open"]) < 0.15
 
 
+def test_of_the_offsets_rendered_on_the_way_the_solve_keeps_the_closest():
+    """A face whose yaw is 3 per coefficient unit, a first guess that assumes 2 (so it overshoots
+    to 15 for an asked 10) and a face matrix that assumes 0.5 (so each Gauss-Newton step makes it
+    worse: -15, then 135). The solve returns the first guess, the closest render, not the last."""
+    yaw = [m.key for m in FACE_MEASURES].index("yaw")
+    rendered = []
+
+    def measure(offsets):
+        offsets = np.atleast_2d(offsets)
+        rendered.append(3.0 * offsets[0, 0])
+        out = np.zeros((len(offsets), len(FACE_MEASURES)))
+        out[:, yaw] = 3.0 * offsets[:, 0]
+        return out
+
+    solver = ExpressionSolver.__new__(ExpressionSolver)  # no model: the measures are the function above
+    solver.std, solver.base, solver.measure = np.array([100.0]), np.zeros(len(FACE_MEASURES)), measure
+    solver.atlas_matrix, solver._face_matrix = np.zeros((len(FACE_MEASURES), 1)), np.zeros((len(FACE_MEASURES), 1))
+    solver.atlas_matrix[yaw, 0], solver._face_matrix[yaw, 0] = 2.0, 0.5
+    result = solver.solve({"yaw": 10.0}, refine_steps=2, strict=False)
+    assert rendered == pytest.approx([15.0, -15.0, 135.0], rel=1e-2)
+    assert result.achieved["yaw"] == pytest.approx(15.0, rel=1e-2)
+    assert result.offsets[0] == pytest.approx(5.0, rel=1e-2)
+
+
 def test_unknown_names_and_impossible_values_are_clear_errors():
     with pytest.raises(SFDError, match="unknown expression control 'grin'.*mouth_open"):
         check_targets({"grin": 0.3})

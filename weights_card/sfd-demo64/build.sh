@@ -9,8 +9,8 @@
 # CHECKPOINT: a training checkpoint folder (its ema/ weights are used), e.g.
 #             runs/final/checkpoints/checkpoint-0004000
 # DATA:       the preprocessed training crops (DATA/train), as `python -m sfd preprocess` wrote them
-#             (the committed folder's: with --track smooth, crops that follow the face)
-# TEST:       the preprocessed crops of the corpus's test identities (TEST/test; --track smooth too)
+#             (the committed folder's: one box per clip, the default, as its last stage trained on)
+# TEST:       the preprocessed crops of the corpus's test identities (TEST/test; one box per clip too)
 # CORPUS:     the talking-heads corpus (manifest.csv, clips/, stills/): whole-frame evaluation
 # The numbers for weights_card/sfd-demo64/NOTES.md are printed on the way.
 set -euo pipefail
@@ -36,7 +36,7 @@ python -m sfd atlas "$STAGE/full" --faces "$DATA/train" --no-crop
 python -m sfd export "$STAGE/full" "$STAGE/fp16" --fp16-only --calibration "$STAGE/full/calibration.json"
 python -m sfd evaluate "$STAGE/fp16" "$TEST" --split test --out "$STAGE/eval" --name sfd-demo64 \
     --dataset-name "talking-heads test identities (crops)" --max-frames 48 --cross-identity-pairs 0
-# The figure: a test clip where the mouth's motion shows (mouth r 0.49 on the committed weights).
+# The figure: a test clip where the mouth's motion shows (mouth r 0.78 on the committed weights).
 FIGURE_CLIP=${SFD_FIGURE_CLIP:-clips/099_dpe-s.mp4}
 python -m sfd.evaluation.full_frame "$STAGE/fp16" "$CORPUS/$FIGURE_CLIP" --max-frames 96 \
     --figure docs/heldout_reenactment.png --figure-frames 24 48 72
