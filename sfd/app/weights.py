@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 BUNDLED_PRESET = "tiny"
 BUNDLED_SEED = 0  # the untrained default is the same model on every start and machine
 BUNDLED_NAME = "untrained tiny preset: no trained weights are bundled yet; faces will barely move"
-BUNDLED_TRAINED_NAME = ("bundled demo model sfd-demo64: a small 64 px model trained for 3.5 hours on a CPU, "
+BUNDLED_TRAINED_NAME = ("bundled demo model sfd-demo64: a small 64 px model trained for 4 hours on a CPU, "
                         "not the paper's; on new faces it follows head motion and, partly, the mouth, "
                         "not the eyes (non-commercial research demo)")
 

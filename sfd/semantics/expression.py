@@ -48,8 +48,9 @@ MAX_STDS = 3.0  # offsets stay within the calibrated slider range
 HOLD_WEIGHT = 0.3  # weight of "keep this quantity" against the asked changes
 RIDGE = 1e-3  # per (coefficient std)^2, in squared natural spreads
 JACOBIAN_STEP_STDS = 1.0  # finite-difference step of the face's own matrix
-# 3, not 2: on the bundled weights a +10 degree yaw on the astronaut portrait nodded the head 9
-# degrees after two steps; the third step's render is the one that turns it (6.9 yaw, 2.1 pitch).
+# 3, not 2: on an earlier build of the bundled weights a +10 degree yaw on the astronaut
+# portrait nodded the head 9 degrees after two steps; the third step's render turned it (6.9
+# yaw, 2.1 pitch).
 DEFAULT_REFINE_STEPS = 3
 REACHED_FRACTION = 0.5  # strict solves fail when less than this share of a change is reached
 

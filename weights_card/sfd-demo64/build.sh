@@ -36,7 +36,7 @@ python -m sfd atlas "$STAGE/full" --faces "$DATA/train" --no-crop
 python -m sfd export "$STAGE/full" "$STAGE/fp16" --fp16-only --calibration "$STAGE/full/calibration.json"
 python -m sfd evaluate "$STAGE/fp16" "$TEST" --split test --out "$STAGE/eval" --name sfd-demo64 \
     --dataset-name "talking-heads test identities (crops)" --max-frames 48 --cross-identity-pairs 0
-# The figure: a test clip where the mouth's motion shows (mouth r 0.78 on the committed weights).
+# The figure: a test clip where the mouth's motion shows (mouth r 0.75 on the committed weights).
 FIGURE_CLIP=${SFD_FIGURE_CLIP:-clips/099_dpe-s.mp4}
 python -m sfd.evaluation.full_frame "$STAGE/fp16" "$CORPUS/$FIGURE_CLIP" --max-frames 96 \
     --figure docs/heldout_reenactment.png --figure-frames 24 48 72
