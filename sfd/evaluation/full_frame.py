@@ -47,6 +47,14 @@ from .face_judges import FaceJudges
 from .metrics import l1, psnr
 
 
+def check_ceiling(crop: bool, driver_box: str, cross_identity: bool) -> None:
+    """The ceiling pastes the driver's face into its own first frame with that frame's box: it
+    needs the same identity, cropping and one driver box."""
+    if cross_identity or not crop or driver_box != "fixed":
+        raise SFDError("--ceiling scores the same identity with one crop box: "
+                       "drop --cross-stills, --no-crop and --driver-box track")
+
+
 def full_frame_reconstruction(pipeline, video: str | Path, max_frames: int | None = None,
                               batch_size: int = 8, crop: bool = True, keep_frames: Sequence[int] = (),
                               judges: FaceJudges | None = None, source_image: np.ndarray | None = None,
@@ -63,8 +71,8 @@ def full_frame_reconstruction(pipeline, video: str | Path, max_frames: int | Non
     "source"), for a figure. `ceiling`: the output is the driving frame cropped with the source's
     box at the model's size and pasted back, without the model (same identity only).
     """
-    if ceiling and (source_image is not None or not crop):
-        raise SFDError("the ceiling is for the same identity with cropping: no source image, no --no-crop")
+    if ceiling:
+        check_ceiling(crop, driver_box, cross_identity=source_image is not None)
     if source_image is None:
         source_image = read_video(video, max_frames=1)[0][0]
         same_identity = True
@@ -226,9 +234,8 @@ def main(argv: list[str] | None = None) -> int:
                 stills = [root / e.file for e in entries if e.kind == "still"]
         if not videos:
             raise SFDError("no driving clips: give video files or --data with a manifest")
-        if args.ceiling and (args.cross_stills or args.no_crop or args.driver_box != "fixed"):
-            raise SFDError("--ceiling scores the same identity with one crop box: "
-                           "drop --cross-stills, --no-crop and --driver-box track")
+        if args.ceiling:  # before any weights load
+            check_ceiling(not args.no_crop, args.driver_box, cross_identity=bool(args.cross_stills))
         pipeline, _ = as_pipeline(args.weights, crop=not args.no_crop)
         if args.no_detail:
             pipeline.detail_transfer = False
