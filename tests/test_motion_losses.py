@@ -10,8 +10,10 @@ import torch.nn.functional as F
 from sfd.data.driver_warp import similarity_matrix, warp_image
 from sfd.media import read_video
 from sfd.pretrained.face_mesh import FaceMesh
+from sfd.pretrained.face_mesh_regions import REGIONS
 from sfd.training.motion_losses import (MotionReadout, keypoint_flow_loss, landmark_loss, non_rigid_offsets,
-                                        readout_loss, region_weighted_l1, warp_flow_loss)
+                                        point_error, point_weights, readout_loss, region_weighted_l1,
+                                        warp_flow_loss)
 
 from conftest import TALKING_HEADS
 
@@ -32,6 +34,20 @@ def test_keypoint_flow_loss_is_zero_for_the_right_flow_and_grows_with_the_error(
     both = keypoint_flow_loss(_uniform_flow(0.0, 0.0).repeat(2, 1, 1, 1), source.repeat(2, 1, 1),
                               driver.repeat(2, 1, 1), valid=torch.tensor([False, False]))
     assert both.item() == 0
+
+
+def test_point_weights_raise_the_lips_and_the_eyes_each_by_its_own_weight():
+    weights = point_weights(lips=5.0, eyes=20.0)
+    eyes = list(REGIONS["left_eye"]) + list(REGIONS["right_eye"])
+    lips = list(REGIONS["outer_lips"]) + list(REGIONS["inner_lips"])
+    assert (weights[eyes] == 20).all() and (weights[lips] == 5).all()
+    assert int((weights == 1).sum()) == len(weights) - len(set(eyes) | set(lips))
+    # the same error on an eye point weighs 4x what it weighs on a lip point
+    target = torch.zeros(1, len(weights), 2)
+    moved_eye, moved_lip = target.clone(), target.clone()
+    moved_eye[0, eyes[0], 0] = moved_lip[0, lips[0], 0] = 0.1
+    ratio = point_error(moved_eye, target, weights) / point_error(moved_lip, target, weights)
+    assert ratio.item() == pytest.approx(4.0)
 
 
 def test_warp_flow_loss_is_zero_for_the_warps_own_grid():

@@ -21,7 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.mesh_points import NUM_POINTS
 from ..models.generator import identity_grid
+from ..pretrained.face_mesh_regions import REGIONS
 
 
 def sample_at(field: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
@@ -29,6 +31,14 @@ def sample_at(field: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     values = F.grid_sample(field, points[:, :, None, :].to(field.dtype), mode="bilinear",
                            padding_mode="border", align_corners=False)
     return values[..., 0].permute(0, 2, 1)
+
+
+def point_weights(lips: float, eyes: float) -> torch.Tensor:
+    """(NUM_POINTS,) weights of the point losses: 1 for every mesh point but the lips' and the eyes'."""
+    weights = torch.ones(NUM_POINTS)
+    for region, weight in (("outer_lips", lips), ("inner_lips", lips), ("left_eye", eyes), ("right_eye", eyes)):
+        weights[REGIONS[region]] = weight
+    return weights
 
 
 def keypoint_flow_loss(flow: torch.Tensor, source_points: torch.Tensor, driver_points: torch.Tensor,

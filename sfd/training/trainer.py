@@ -30,13 +30,13 @@ from sfd.data.mesh_points import NUM_POINTS
 from sfd.errors import SFDError, WeightsError
 from sfd.models import Discriminator, SFDModel
 from sfd.pretrained.face_mesh import FaceMesh
-from sfd.pretrained.face_mesh_regions import REGIONS, eyes_mask, mouth_mask
+from sfd.pretrained.face_mesh_regions import eyes_mask, mouth_mask
 from sfd.pretrained.vgg16 import VGG16PerceptualLoss
 
 from .adversarial_loss import discriminator_adversarial_loss, generator_adversarial_loss, r1_penalty
 from .checkpointing import CheckpointManager
-from .motion_losses import (MotionReadout, keypoint_flow_loss, landmark_loss, non_rigid_offsets, readout_loss,
-                            region_weighted_l1, warp_flow_loss)
+from .motion_losses import (MotionReadout, keypoint_flow_loss, landmark_loss, non_rigid_offsets, point_weights,
+                            readout_loss, region_weighted_l1, warp_flow_loss)
 from .motion_watch import MotionWatch
 from .config import CONFIG_FILE, TrainingConfig
 from .descriptor_losses import appearance_consistency_loss, identity_consistency_loss
@@ -137,9 +137,8 @@ class Trainer:
         if self.perceptual is not None:
             self.perceptual.to(acc.device)
         self.face_mesh = FaceMesh.from_pretrained(device=acc.device) if config.landmark_weight > 0 else None
-        self.point_weights = torch.ones(NUM_POINTS, device=acc.device)
-        for region in ("outer_lips", "inner_lips", "left_eye", "right_eye"):
-            self.point_weights[REGIONS[region]] = config.mouth_eye_point_weight
+        eyes = config.mouth_eye_point_weight if config.eye_point_weight is None else config.eye_point_weight
+        self.point_weights = point_weights(config.mouth_eye_point_weight, eyes).to(acc.device)
         self.appearance_jitter = ColorJitter(brightness=config.appearance_jitter, contrast=config.appearance_jitter,
                                              saturation=config.appearance_jitter, hue=config.appearance_jitter / 4)
 
