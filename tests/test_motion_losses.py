@@ -48,6 +48,7 @@ def test_point_weights_raise_the_lips_and_the_eyes_each_by_its_own_weight():
     moved_eye[0, eyes[0], 0] = moved_lip[0, lips[0], 0] = 0.1
     ratio = point_error(moved_eye, target, weights) / point_error(moved_lip, target, weights)
     assert ratio.item() == pytest.approx(4.0)
+    assert (point_weights(lips=5.0)[eyes] == 5).all()  # no eye weight of their own: the lips'
 
 
 def test_warp_flow_loss_is_zero_for_the_warps_own_grid():

@@ -33,8 +33,10 @@ def sample_at(field: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     return values[..., 0].permute(0, 2, 1)
 
 
-def point_weights(lips: float, eyes: float) -> torch.Tensor:
-    """(NUM_POINTS,) weights of the point losses: 1 for every mesh point but the lips' and the eyes'."""
+def point_weights(lips: float, eyes: float | None = None) -> torch.Tensor:
+    """(NUM_POINTS,) weights of the point losses: 1 for every mesh point but the lips' and the eyes'
+    (eyes None: the lips' weight)."""
+    eyes = lips if eyes is None else eyes
     weights = torch.ones(NUM_POINTS)
     for region, weight in (("outer_lips", lips), ("inner_lips", lips), ("left_eye", eyes), ("right_eye", eyes)):
         weights[REGIONS[region]] = weight

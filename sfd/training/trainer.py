@@ -137,8 +137,7 @@ class Trainer:
         if self.perceptual is not None:
             self.perceptual.to(acc.device)
         self.face_mesh = FaceMesh.from_pretrained(device=acc.device) if config.landmark_weight > 0 else None
-        eyes = config.mouth_eye_point_weight if config.eye_point_weight is None else config.eye_point_weight
-        self.point_weights = point_weights(config.mouth_eye_point_weight, eyes).to(acc.device)
+        self.point_weights = point_weights(config.mouth_eye_point_weight, config.eye_point_weight).to(acc.device)
         self.appearance_jitter = ColorJitter(brightness=config.appearance_jitter, contrast=config.appearance_jitter,
                                              saturation=config.appearance_jitter, hue=config.appearance_jitter / 4)
 
