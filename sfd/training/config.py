@@ -75,7 +75,7 @@ class TrainingConfig:
     landmark_weight: float = 0.0  # mesh of the output vs the driver's points (runs the mesh network)
     region_l1_boost: float = 0.0  # extra L1 weight inside the driver's mouth and eye masks
     mouth_eye_point_weight: float = 5.0  # weight of lip and eye points in the point losses (others: 1)
-    eye_point_weight: float | None = None  # eye points' own weight, above the lips' (None: mouth_eye_point_weight)
+    eye_point_weight: float | None = None  # the eye points' own weight (None: mouth_eye_point_weight)
     r1_gamma: float = 10.0
     r1_interval: int = 16  # lazy R1: every k-th step, scaled by k
 

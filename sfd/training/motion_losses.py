@@ -13,6 +13,7 @@ grid_sample's [-1, 1] units of the model-size crop.
 - `landmark_loss`: mesh points of the *output* against the driver's (through the differentiable
   mesh network), mouth and eyes weighted up.
 - `region_weighted_l1`: L1 with mouth and eye pixels weighted up.
+- `point_weights`: the per-point weights of the point losses (lips and eyes up, each its own).
 """
 
 from __future__ import annotations
