@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="paste back the model-size face upsampled, without the source's own fine detail")
     a.add_argument("--no-audio", action="store_true", help="do not copy the driving video's audio")
     a.add_argument("--smoothing", type=float, default=0.0, help="motion smoothing strength in [0, 1)")
+    a.add_argument("--expression-strength", type=float, default=1.0,
+                   help="scale the driver's expression changes (mouth, eyes, brows), its head pose and "
+                        "position kept: 1 as the driver (default), 2 twice as much; 0 to 3; needs the "
+                        "weights' atlas.json")
     a.add_argument("--batch-size", type=int, default=8)
 
     e = sub.add_parser("edit", help="move chosen descriptor coefficients of a face")
@@ -104,6 +108,14 @@ def _crop_kwargs(args) -> dict:
             if v is not None}
 
 
+def _atlas(args):
+    """The direction atlas stored with the weights (None when they have none)."""
+    from .pipeline.sfd_pipeline import BUNDLED_WEIGHTS
+    from .semantics import Atlas
+
+    return Atlas.load(args.weights or BUNDLED_WEIGHTS, revision=args.revision)
+
+
 def run(args) -> str:
     from .media import probe_video, save_image
     from .pipeline import SFDPipeline
@@ -124,7 +136,8 @@ def run(args) -> str:
                            crop=not args.no_crop, crop_driving=not args.no_crop_driving,
                            paste_back=not args.no_paste_back, keep_audio=not args.no_audio,
                            smoothing=args.smoothing, batch_size=args.batch_size, progress=progress,
-                           driver_box=args.driver_box,
+                           driver_box=args.driver_box, expression_strength=args.expression_strength,
+                           atlas=_atlas(args) if args.expression_strength != 1.0 else None,
                            **_crop_kwargs(args))
         bar.close()
         info = probe_video(out)
@@ -138,15 +151,9 @@ def run(args) -> str:
 
         expression = parse_expression(args.expression)  # checked before any work
         source = pipe.prepare_source(args.source, crop=not args.no_crop, **_crop_kwargs(args))
-        atlas = None
-        if expression:
-            from .pipeline.sfd_pipeline import BUNDLED_WEIGHTS
-            from .semantics import Atlas
-
-            atlas = Atlas.load(args.weights or BUNDLED_WEIGHTS, revision=args.revision)
         image = pipe.edit(source, motion_offsets=_offsets(args.motion, "--motion"),
                           identity_offsets=_offsets(args.identity, "--identity"), paste_back=not args.no_paste_back,
-                          expression=expression, atlas=atlas)
+                          expression=expression, atlas=_atlas(args) if expression else None)
         out = save_image(image, args.output)
         return f"wrote {out}: {image.shape[1]}x{image.shape[0]}; face detector: {source.detector}"
     desc = pipe.descriptors(args.source, crop=not args.no_crop)

@@ -121,9 +121,9 @@ def client(served, tmp_path_factory):
     return gradio_client.Client(served[0], verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
 
 
-def app_error(client, *args, api_name) -> str:
+def app_error(client, *args, api_name, **kwargs) -> str:
     with pytest.raises(gradio_client.exceptions.AppError) as info:
-        client.predict(*args, api_name=api_name)
+        client.predict(*args, api_name=api_name, **kwargs)
     return str(info.value)
 
 
@@ -477,3 +477,36 @@ def test_atlas_with_the_weights_names_and_groups_the_motion_sliders(tmp_path):
     positions = [config.index(f'"label": "{group}"') for group in ("Head", "Mouth", "Eyes", "Other")]
     assert positions == sorted(positions)  # one section per group, in this order
     assert '"label": "blink (motion 2)"' in config
+
+
+def expression_slider(demo) -> dict:
+    config = demo.get_config_file()
+    found = [c for c in config["components"] if c.get("props", {}).get("elem_id") == "sfd-expression-strength"]
+    assert len(found) == 1
+    return found[0]["props"]
+
+
+def test_expression_strength_is_offered_with_a_measured_atlas_and_refused_without_one(client, served, faces_dir,
+                                                                                     tmp_path):
+    from sfd.semantics.direction_atlas import Atlas, AtlasDirection
+    from sfd.semantics.face_measures import FACE_MEASURES
+
+    driving = clip(faces_dir / "lia-vox" / "driving2.mp4", tmp_path / "driving2_1s.mp4", 1.0)
+    handle = gradio_client.handle_file
+    # The served weights have no atlas: the slider is hidden, and the API refuses a strength other than 1.
+    assert expression_slider(served[1])["visible"] is False
+    message = app_error(client, handle(str(PORTRAIT)), handle(str(driving)), expression_strength=2.0,
+                        api_name="/animate")
+    assert "needs the weights' direction atlas" in message
+    # Weights with an atlas of measured effects: the slider shows, and a strength of 2 animates.
+    perturbed_tiny_model().save_pretrained(tmp_path / "weights")
+    rng = np.random.default_rng(0)
+    Atlas([AtlasDirection(i, "mixed", "Other", {}, std=1.0, effects={m.key: rng.normal() for m in FACE_MEASURES})
+           for i in range(20)]).save(tmp_path / "weights")
+    loaded = load_weights(tmp_path / "weights", device="cpu")
+    assert expression_slider(build_demo(loaded, AppSettings()))["visible"] is not False
+    handlers = AppHandlers(loaded, AppSettings(), cache_dir=tmp_path / "cache")
+    result, _ = handlers.animate(str(PORTRAIT), str(driving), expression_strength=2.0, progress=lambda *a, **k: None)
+    assert probe_video(result).frame_count == probe_video(driving).frame_count
+    with pytest.raises(gr.Error, match=r"expression strength must lie in \[0, 3\], got 3.5"):
+        handlers.animate(str(PORTRAIT), str(driving), expression_strength=3.5, progress=lambda *a, **k: None)

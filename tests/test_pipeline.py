@@ -154,6 +154,46 @@ def test_still_driver_with_relative_motion_reproduces_the_source_reconstruction(
     assert np.abs(frames.astype(int) - reconstruction.astype(int)).max() <= 1
 
 
+def atlas_of(head_effect: float, directions: int = 20) -> "Atlas":
+    """An atlas whose every direction moves the head measures by `head_effect` per std, and the
+    expression measures by random amounts."""
+    from sfd.semantics import Atlas, AtlasDirection
+    from sfd.semantics.face_measures import FACE_MEASURES
+
+    rng = np.random.default_rng(0)
+    return Atlas([AtlasDirection(i, "mixed", "Other", {}, std=1.0,
+                                 effects={m.key: head_effect * rng.normal() if m.group == "Head" else rng.normal()
+                                          for m in FACE_MEASURES}) for i in range(directions)])
+
+
+def test_expression_strength_maps_the_driver_s_motion_and_bad_settings_stop_at_the_call(moving_pipe, faces_dir,
+                                                                                         talking_clip, tmp_path):
+    source = moving_pipe.prepare_source(faces_dir / "lia-vox" / "taylor.png")
+    driving = read_video(talking_clip, max_frames=48)[0][::8]  # frames far apart: the face moves
+
+    def animate(**kwargs) -> np.ndarray:
+        return np.concatenate(list(moving_pipe.iter_animate(source, [driving], paste_back=False, **kwargs)))
+
+    plain = animate()
+    # Strength 1 is the driver's own motion, atlas or not.
+    assert np.array_equal(animate(expression_strength=1.0, atlas=atlas_of(1.0)), plain)
+    # An atlas where no direction moves the head: at 0 nothing of the driver's change is left,
+    # and every frame is the first one's; at 2 the face moves more than the driver's own motion makes it.
+    frozen = animate(expression_strength=0.0, atlas=atlas_of(0.0))
+    doubled = animate(expression_strength=2.0, atlas=atlas_of(0.0))
+    # Measured: 0, 0.19 and 0.39 grey levels from the first frame (frozen, plain, doubled).
+    assert mean_difference(frozen, frozen[:1]) == 0 < 0.1 < mean_difference(plain, plain[:1])
+    assert mean_difference(doubled, doubled[:1]) > 1.5 * mean_difference(plain, plain[:1])
+    with pytest.raises(SFDError, match="needs the weights' direction atlas"):
+        moving_pipe.iter_animate(source, [driving], expression_strength=2.0)
+    with pytest.raises(SFDError, match="12 directions, this model 20 motion coefficients"):
+        moving_pipe.iter_animate(source, [driving], expression_strength=2.0, atlas=atlas_of(1.0, directions=12))
+    with pytest.raises(SFDError, match=r"must lie in \[0, 3\]"):
+        moving_pipe.animate(source.image, talking_clip, tmp_path / "bad.mp4", expression_strength=4.0,
+                            atlas=atlas_of(1.0))
+    assert not list(tmp_path.iterdir())
+
+
 def opening_on_black(clip, path, black: int, face_frames: int) -> Path:
     """`clip`'s first `face_frames` frames after `black` black frames (a fade-in, a title card)."""
     frames, info = read_video(clip, max_frames=face_frames)

@@ -359,3 +359,43 @@ def test_commands_run_as_python_modules():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "python -m sfd.semantics.calibrate" in result.stdout and "python -m sfd.semantics.atlas" in result.stdout
+
+
+def random_atlas(seed: int = 0, directions: int = 12) -> Atlas:
+    from sfd.semantics import AtlasDirection
+
+    rng = np.random.default_rng(seed)
+    return Atlas([AtlasDirection(i, "mixed", "Other", {}, std=0.5,
+                                 effects={m.key: float(rng.normal()) * m.spread for m in FACE_MEASURES})
+                  for i in range(directions)])
+
+
+def test_expression_strength_scales_expression_and_leaves_head_motion_as_it_was():
+    atlas = random_atlas()
+    matrix = atlas.effect_matrix()
+    head = matrix[[i for i, m in enumerate(FACE_MEASURES) if m.group == "Head"]]
+    change = np.random.default_rng(1).normal(size=len(atlas))
+    np.testing.assert_allclose(atlas.expression_strength_map(1.0), np.eye(len(atlas)), atol=1e-12)
+    for strength in (0.0, 0.5, 2.0, 3.0):
+        mapped = atlas.expression_strength_map(strength) @ change
+        # Yaw, pitch, roll, position and size move exactly as the driver's change moves them ...
+        np.testing.assert_allclose(head @ mapped, head @ change, atol=1e-9)
+        # ... and the rest of the change, which moves none of them, is scaled.
+        rest = change - np.linalg.lstsq(head, head @ change, rcond=None)[0]
+        np.testing.assert_allclose(mapped - change, (strength - 1) * rest, atol=1e-9)
+    assert np.linalg.norm(rest) > 0.5 * np.linalg.norm(change)  # 12 directions, 6 head measures
+    # A change that moves only the head is left alone at any strength.
+    pose_only = np.linalg.lstsq(head, np.ones(len(head)), rcond=None)[0]
+    np.testing.assert_allclose(atlas.expression_strength_map(2.5) @ pose_only, pose_only, atol=1e-9)
+
+
+@pytest.mark.parametrize("strength", [-0.1, 3.5, float("nan"), float("inf")])
+def test_an_expression_strength_outside_0_to_3_is_refused(strength):
+    with pytest.raises(SFDError, match=r"expression strength must lie in \[0, 3\]"):
+        random_atlas().expression_strength_map(strength)
+
+
+def test_expression_strength_needs_measured_effects():
+    atlas = Atlas.from_dict({"version": 1, "directions": [{"index": 0, "name": "yaw", "group": "Head"}]})
+    with pytest.raises(SFDError, match="measured effects"):
+        atlas.expression_strength_map(2.0)

@@ -237,7 +237,8 @@ class AppHandlers:
                 scale: float = DEFAULT_SCALE, offset_x: float = DEFAULT_OFFSET_X,
                 offset_y: float = DEFAULT_OFFSET_Y, crop_driving: bool = True,
                 paste_back: bool = True, keep_audio: bool = True, smoothing: float = 0.0,
-                driver_box: str = "fixed", progress=gr.Progress()) -> tuple[str, str]:
+                driver_box: str = "fixed", expression_strength: float = 1.0,
+                progress=gr.Progress()) -> tuple[str, str]:
         """Animate a portrait with the motion of a driving video.
 
         A driving video that opens without a face (a title card, a fade-in) is animated from its first
@@ -257,6 +258,8 @@ class AppHandlers:
             smoothing: motion smoothing strength in [0, 1).
             driver_box: "fixed" crops the driver with its first face's box, so the head's shifts move the
                 portrait too; "track" follows the face (for a head that leaves that box).
+            expression_strength: scales the driver's expression changes, its head pose and position
+                kept: 1 as the driver, 2 twice as much (0 to 3; needs the weights' direction atlas).
 
         Returns:
             The animated video and a side-by-side video (driver | portrait | result), both mp4.
@@ -280,7 +283,8 @@ class AppHandlers:
                 relative=motion == "relative", crop_driving=bool(crop_driving), paste_back=bool(paste_back),
                 keep_audio=bool(keep_audio), smoothing=float(smoothing), scale=float(scale),
                 offset_x=float(offset_x), offset_y=float(offset_y), max_duration=self.settings.max_seconds,
-                side_by_side_path=folder / "side_by_side.mp4", progress=report, driver_box=driver_box)
+                side_by_side_path=folder / "side_by_side.mp4", progress=report, driver_box=driver_box,
+                expression_strength=float(expression_strength), atlas=self.loaded.atlas)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise

@@ -14,6 +14,7 @@ from pathlib import Path
 import gradio as gr
 
 from ..face import DEFAULT_OFFSET_X, DEFAULT_OFFSET_Y, DEFAULT_SCALE
+from ..semantics.direction_atlas import MAX_EXPRESSION_STRENGTH
 from .gpu import gpu_task
 from .handlers import AppHandlers
 from .sliders import EXPRESSION_SLIDERS, motion_groups, slider_label
@@ -153,6 +154,13 @@ def build_animate_tab(handlers: AppHandlers) -> AnimateTab:
                                    "from its first frame; absolute: it takes the driver's pose")
             smoothing = gr.Slider(0.0, 0.95, 0.0, step=0.05, label="Motion smoothing",
                                   info="0 = none; more smooths jitter and damps fast motion")
+            # Needs the atlas's measured effects to tell expression from head pose.
+            atlas = handlers.loaded.atlas
+            expression_strength = gr.Slider(
+                0.0, MAX_EXPRESSION_STRENGTH, 1.0, step=0.05, label="Expression strength",
+                info="scales the driver's expression changes (mouth, eyes, brows); its head turns, tilts and "
+                     "shifts stay as they are. 1 = as the driver",
+                visible=atlas is not None and atlas.has_effects, elem_id="sfd-expression-strength")
         with gr.Row():
             crop_driving = gr.Checkbox(True, label="Crop the driving video",
                                        info="Off for clips that are already face crops")
@@ -166,7 +174,8 @@ def build_animate_tab(handlers: AppHandlers) -> AnimateTab:
             crop = crop_controls("the portrait")
     run.click(
         gpu_task(handlers.animate, GPU_SECONDS_VIDEO),
-        inputs=[source, driving, motion, *crop.all, crop_driving, paste_back, keep_audio, smoothing, driver_box],
+        inputs=[source, driving, motion, *crop.all, crop_driving, paste_back, keep_audio, smoothing, driver_box,
+                expression_strength],
         outputs=[result, side_by_side], api_name="animate", concurrency_limit=1, concurrency_id="video",
     )
     portrait, clip = _example(EXAMPLE_PORTRAIT), _example(EXAMPLE_DRIVING)

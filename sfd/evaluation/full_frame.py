@@ -19,6 +19,7 @@ i.e. how far these measures can go at that resolution.
 
     python -m sfd.evaluation.full_frame WEIGHTS [VIDEO ...] [--data ROOT --split test]
         [--cross-stills 5] [--max-frames N] [--driver-box fixed|track] [--ceiling] [--json OUT]
+        [--expression-strength S]
         [--figure OUT.png --figure-frames 24 48 72]
 
 `--figure` saves, for chosen frames of the first clip, a row each of source | driving frame |
@@ -42,23 +43,25 @@ from ..face import crop as crop_image
 from ..face import paste_back
 from ..media import VideoReader, load_image, read_video
 from ..pipeline import DRIVER_BOXES
+from ..semantics import Atlas
 from .evaluator import as_pipeline
 from .face_judges import FaceJudges
 from .metrics import l1, psnr
 
 
-def check_ceiling(crop: bool, driver_box: str, cross_identity: bool) -> None:
+def check_ceiling(crop: bool, driver_box: str, cross_identity: bool, expression_strength: float = 1.0) -> None:
     """The ceiling pastes the driver's face into its own first frame with that frame's box: it
-    needs the same identity, cropping and one driver box."""
-    if cross_identity or not crop or driver_box != "fixed":
-        raise SFDError("--ceiling scores the same identity with one crop box: "
-                       "drop --cross-stills, --no-crop and --driver-box track")
+    needs the same identity, cropping and one driver box, and has no model to scale expressions."""
+    if cross_identity or not crop or driver_box != "fixed" or expression_strength != 1.0:
+        raise SFDError("--ceiling scores the same identity with one crop box and no model: "
+                       "drop --cross-stills, --no-crop, --driver-box track and --expression-strength")
 
 
 def full_frame_reconstruction(pipeline, video: str | Path, max_frames: int | None = None,
                               batch_size: int = 8, crop: bool = True, keep_frames: Sequence[int] = (),
                               judges: FaceJudges | None = None, source_image: np.ndarray | None = None,
-                              driver_box: str = "fixed", ceiling: bool = False) -> dict:
+                              driver_box: str = "fixed", ceiling: bool = False, expression_strength: float = 1.0,
+                              atlas=None) -> dict:
     """L1 and PSNR (on [0, 1], whole frames) of the pipeline and of the do-nothing baseline; with
     `judges`, also LPIPS, AKD, identity distance and the motion-following correlations (each with
     the baseline's value under `baseline_<key>`).
@@ -70,9 +73,11 @@ def full_frame_reconstruction(pipeline, video: str | Path, max_frames: int | Non
     (driving frame, output) pairs are returned under "kept" (with the source frame under
     "source"), for a figure. `ceiling`: the output is the driving frame cropped with the source's
     box at the model's size and pasted back, without the model (same identity only).
+    `expression_strength` (with the weights' `atlas`): as for `SFDPipeline.animate`.
     """
     if ceiling:
-        check_ceiling(crop, driver_box, cross_identity=source_image is not None)
+        check_ceiling(crop, driver_box, cross_identity=source_image is not None,
+                      expression_strength=expression_strength)
     if source_image is None:
         source_image = read_video(video, max_frames=1)[0][0]
         same_identity = True
@@ -101,7 +106,7 @@ def full_frame_reconstruction(pipeline, video: str | Path, max_frames: int | Non
                              for frame in frames]) for frames in driving())
     else:
         outputs = pipeline.iter_animate(source, driving(), relative=True, crop_driving=crop, paste_back=True,
-                                        driver_box=driver_box)
+                                        driver_box=driver_box, expression_strength=expression_strength, atlas=atlas)
     done = 0
     for output in outputs:
         target = real.pop(0)
@@ -217,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ceiling", action="store_true",
                         help="score the driver's own face at the model's size pasted back (no model): "
                              "how far the measures can go at that size")
+    parser.add_argument("--expression-strength", type=float, default=1.0,
+                        help="scale the driver's expression changes, head pose unchanged (needs the weights' atlas)")
     parser.add_argument("--figure", default=None, help="save source | driver | output rows of the first clip here")
     parser.add_argument("--figure-frames", type=int, nargs="+", default=[24, 48, 72],
                         help="frames of the first clip shown in --figure")
@@ -235,13 +242,16 @@ def main(argv: list[str] | None = None) -> int:
         if not videos:
             raise SFDError("no driving clips: give video files or --data with a manifest")
         if args.ceiling:  # before any weights load
-            check_ceiling(not args.no_crop, args.driver_box, cross_identity=bool(args.cross_stills))
+            check_ceiling(not args.no_crop, args.driver_box, cross_identity=bool(args.cross_stills),
+                          expression_strength=args.expression_strength)
         pipeline, _ = as_pipeline(args.weights, crop=not args.no_crop)
         if args.no_detail:
             pipeline.detail_transfer = False
+        atlas = Atlas.load(args.weights) if args.expression_strength != 1.0 else None
+        strength = dict(expression_strength=args.expression_strength, atlas=atlas)
         judges = None if args.no_judges else FaceJudges.default()
         rows = [full_frame_reconstruction(pipeline, v, args.max_frames, crop=not args.no_crop, judges=judges,
-                                          driver_box=args.driver_box, ceiling=args.ceiling,
+                                          driver_box=args.driver_box, ceiling=args.ceiling, **strength,
                                           keep_frames=args.figure_frames if args.figure and i == 0 else ())
                 for i, v in enumerate(videos)]
         cross, faceless = [], set()
@@ -250,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     row = full_frame_reconstruction(pipeline, video, args.max_frames, crop=not args.no_crop,
                                                     judges=judges, source_image=load_image(still),
-                                                    driver_box=args.driver_box)
+                                                    driver_box=args.driver_box, **strength)
                 except NoFaceError:  # a still the detector misses cannot be a source: say so, go on
                     faceless.add(still.name)
                     continue
@@ -261,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             Image.fromarray(figure).save(args.figure)
         if args.json:
             Path(args.json).write_text(json.dumps({"driver_box": args.driver_box, "ceiling": args.ceiling,
+                                                   "expression_strength": args.expression_strength,
                                                    "same_identity": rows + [mean_row(rows)],
                                                    "cross_identity": cross + ([mean_row(cross)] if cross else [])},
                                                   indent=2))

@@ -23,6 +23,7 @@ from ..face import load_face_detector, paste_back
 from ..face.tracker import FirstFace, find_first_face
 from ..media import VideoReader, VideoWriter, load_image, probe_video
 from ..models import SFDModel
+from ..semantics.direction_atlas import check_expression_strength
 from .animation_result import AnimationResult
 from .detail_transfer import DetailLayer, add_detail, detail_layer, detail_layers
 from .motion_smoother import MotionSmoother
@@ -235,6 +236,19 @@ class SFDPipeline:
                     progress(done, max(info.frame_count, done))
         return Path(output_path)
 
+    def _strength_map(self, expression_strength: float, atlas) -> np.ndarray | None:
+        """The atlas's map that scales the driver's expression changes (None at strength 1: nothing
+        to do). Checked at the call, before any frame is read."""
+        check_expression_strength(expression_strength)
+        if expression_strength == 1.0:
+            return None
+        if atlas is None:
+            raise SFDError("an expression strength other than 1 needs the weights' direction atlas (atlas.json)")
+        if len(atlas) != self.model.config.motion_dim:
+            raise SFDError(f"the direction atlas has {len(atlas)} directions, this model "
+                           f"{self.model.config.motion_dim} motion coefficients: it belongs to other weights")
+        return atlas.expression_strength_map(float(expression_strength))
+
     def _generate(self, latent: torch.Tensor, features, detail: DetailLayer | None
                   ) -> tuple[np.ndarray, np.ndarray | None]:
         """Model-size faces (uint8) for these latents, and with a detail layer the same faces at
@@ -290,17 +304,21 @@ class SFDPipeline:
         return first
 
     def _animate_batches(self, source: SourceFace, driving_batches: Iterable[np.ndarray], first: FirstFace,
-                         tracker: FaceTracker, relative: bool, smoothing: float):
+                         tracker: FaceTracker, relative: bool, smoothing: float,
+                         strength_map: np.ndarray | None = None):
         """Yields (driving frames, their crop boxes, animated model-size faces, the same faces at
         paste resolution with the source's detail or None) per batch, from the clip's frame 0.
 
         `first` is the reference of relative motion; the frames before it (no face yet) take its
-        box and its motion, so they show the source as the first face poses it.
+        box and its motion, so they show the source as the first face poses it. `strength_map`
+        (from `Atlas.expression_strength_map`) maps each frame's motion change from the reference.
         """
         smoother = MotionSmoother(smoothing)
         with self._inference():
             first_crop = crop_image(first.frame, first.box, self.descriptor_size)
             reference = self.model.encode(self._to_tensor(first_crop[None]), with_features=False).motion.float()
+        if strength_map is not None:
+            strength_map = torch.as_tensor(strength_map, dtype=reference.dtype, device=reference.device)
         start = 0  # index of the batch's first frame in the clip
         for frames in driving_batches:
             before_face = min(len(frames), max(0, first.index - start))
@@ -313,6 +331,8 @@ class SFDPipeline:
                                       for f, b in zip(frames[before_face:], boxes[before_face:])])
                     tracked = self.model.encode(self._to_tensor(crops), with_features=False).motion.float()
                     motion = torch.cat([motion, smoother(tracked)])
+                if strength_map is not None:
+                    motion = reference + (motion - reference) @ strength_map.T
                 latent = self.model.transfer_motion(source.descriptors, motion, reference if relative else None)
             faces, sharp = self._generate(latent, source.descriptors.features, source.detail)
             yield frames, boxes, faces, sharp
@@ -320,22 +340,25 @@ class SFDPipeline:
     def iter_animate(self, source: SourceFace, driving_batches: Iterable[np.ndarray], relative: bool = True,
                      crop_driving: bool = True, paste_back: bool = True, smoothing: float = 0.0,
                      scale: float = DEFAULT_SCALE, offset_x: float = DEFAULT_OFFSET_X,
-                     offset_y: float = DEFAULT_OFFSET_Y, driver_box: str = "fixed") -> Iterator[np.ndarray]:
+                     offset_y: float = DEFAULT_OFFSET_Y, driver_box: str = "fixed",
+                     expression_strength: float = 1.0, atlas=None) -> Iterator[np.ndarray]:
         """Animated frames (uint8 batches) for batches of driving frames, streaming.
 
         The first driving frame with a face is the reference of relative motion, and the frames
         before it hold its pose (they are kept in memory until it shows); `crop_driving=False`
         takes each driving frame whole (for clips that are already face crops). `driver_box`:
-        "fixed" crops every frame with the first face's box, "track" follows the face. A wrong
-        `driver_box` raises at the call, not at the first frame.
+        "fixed" crops every frame with the first face's box, "track" follows the face.
+        `expression_strength` (with the weights' `atlas`): as for `animate`. A wrong `driver_box`
+        or strength raises at the call, not at the first frame.
         """
         _check_driver_box(driver_box)
+        strength_map = self._strength_map(expression_strength, atlas)
         return self._iter_animate(source, iter(driving_batches), relative, crop_driving, paste_back, smoothing,
-                                  scale, offset_x, offset_y, driver_box)
+                                  scale, offset_x, offset_y, driver_box, strength_map)
 
     def _iter_animate(self, source: SourceFace, batches: Iterator[np.ndarray], relative: bool, crop_driving: bool,
                       paste_back: bool, smoothing: float, scale: float, offset_x: float, offset_y: float,
-                      driver_box: str) -> Iterator[np.ndarray]:
+                      driver_box: str, strength_map: np.ndarray | None) -> Iterator[np.ndarray]:
         held: list[np.ndarray] = []
 
         def frames():
@@ -348,7 +371,7 @@ class SFDPipeline:
             return
         tracker = self._driving_tracker(crop_driving, scale, offset_x, offset_y, first, driver_box)
         for _, _, faces, sharp in self._animate_batches(source, itertools.chain(held, batches), first, tracker,
-                                                        relative, smoothing):
+                                                        relative, smoothing, strength_map):
             if not paste_back:
                 yield faces
             else:
@@ -359,7 +382,8 @@ class SFDPipeline:
                 keep_audio: bool = True, smoothing: float = 0.0, scale: float = DEFAULT_SCALE,
                 offset_x: float = DEFAULT_OFFSET_X, offset_y: float = DEFAULT_OFFSET_Y, batch_size: int = 8,
                 max_duration: float | None = None, side_by_side_path: str | os.PathLike | None = None,
-                progress: ProgressCallback | None = None, driver_box: str = "fixed") -> AnimationResult:
+                progress: ProgressCallback | None = None, driver_box: str = "fixed",
+                expression_strength: float = 1.0, atlas=None) -> AnimationResult:
         """Animate the source face with the motion of a driving video; returns the `AnimationResult`
         (path-like: the output video), which also says how many driving frames showed no face.
 
@@ -370,11 +394,15 @@ class SFDPipeline:
         a fade-in) hold its pose. `driver_box="fixed"` (default) crops every later frame with that
         face's box, so the head's shifts in the frame move the portrait too; "track" follows the
         face, and frames that lose it keep the last box. Only a driver without any face is a
-        NoFaceError. With `side_by_side_path`, a second video shows
+        NoFaceError. `expression_strength` scales the part of the driver's motion change (from its
+        first face) that moves none of the head measures (yaw, pitch, roll, position, size, as
+        the weights' `Atlas` measured them): 1 as the driver, 2 twice as much, 0 none of it; the
+        head moves as before. Other than 1 it needs `atlas` (see `Atlas.expression_strength_map`). With `side_by_side_path`, a second video shows
         driver | source | result at the result's height (whole frames with `paste_back`, else
         face crops).
         """
         _check_driver_box(driver_box)
+        strength_map = self._strength_map(expression_strength, atlas)
         source = self.prepare_source(source_image, crop=crop, scale=scale, offset_x=offset_x, offset_y=offset_y)
         info = probe_video(driving_video, max_duration=max_duration)
         name = Path(driving_video).name
@@ -396,7 +424,7 @@ class SFDPipeline:
                 panels = stack.enter_context(VideoWriter(side_by_side_path, info.fps, audio_source=audio,
                                                          keep_audio=keep_audio))
             for frames, boxes, faces, sharp in self._animate_batches(source, reader, first, tracker, relative,
-                                                                     smoothing):
+                                                                     smoothing, strength_map):
                 results = (np.stack([self._paste(source, f) for f in (faces if sharp is None else sharp)])
                            if paste_back else faces)
                 writer.write(results)

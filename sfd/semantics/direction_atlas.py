@@ -59,6 +59,7 @@ DEFAULT_PREVIEW_STEPS = 5
 DEFAULT_PREVIEW_SIZE = 80
 # Steps along a direction, as fractions of k_std (both signs): two sizes show whether it is linear.
 STEP_FRACTIONS = (1.0, 0.5)  # +-k first: the flow is read there
+MAX_EXPRESSION_STRENGTH = 3.0
 
 
 @dataclass
@@ -97,6 +98,11 @@ class AtlasDirection:
         if self.preview is not None:
             data["preview"] = self.preview
         return data
+
+
+def check_expression_strength(strength: float) -> None:
+    if not math.isfinite(strength) or not 0.0 <= strength <= MAX_EXPRESSION_STRENGTH:
+        raise SFDError(f"expression strength must lie in [0, {MAX_EXPRESSION_STRENGTH:g}], got {strength}")
 
 
 @dataclass
@@ -160,6 +166,29 @@ class Atlas:
         if not self.has_effects:
             return None
         return np.array([[d.effects.get(key, 0.0) / d.std for d in self.directions] for key in MEASURE_KEYS])
+
+    def expression_strength_map(self, strength: float) -> np.ndarray:
+        """(N, N) linear map of a motion change that scales what it does to the face's expression
+        by `strength` and leaves what it does to head pose and position (the "Head" measures) as it
+        was, to first order through the measured effects.
+
+        The change splits into its part in the row space of the Head effects (all that moves
+        yaw, pitch, roll, position or size) and the rest, which moves none of them; the rest is
+        scaled. The coefficients are those of an orthonormal basis, so the split is orthogonal
+        in the latent too. 1 is the identity map; 0 keeps only the part that moves the head. The
+        measures are the mesh's: a dropping jaw changes its pitch and face oval too, so part of a
+        mouth's motion counts as the head's and stays unscaled.
+        """
+        check_expression_strength(strength)
+        matrix = self.effect_matrix()
+        if matrix is None:
+            raise SFDError("expression strength needs the direction atlas's measured effects (atlas.json version 2); "
+                           "build one with: python -m sfd atlas WEIGHTS --faces DATA")
+        head = matrix[[i for i, m in enumerate(FACE_MEASURES) if m.group == "Head"]]
+        u, singular, _ = np.linalg.svd(head.T, full_matrices=False)
+        pose = u[:, singular > singular.max() * 1e-6]  # orthonormal basis of the head row space
+        keep_rest = np.eye(len(self)) - pose @ pose.T
+        return np.eye(len(self)) + (strength - 1.0) * keep_rest
 
     def motion_std(self) -> np.ndarray | None:
         """The step std of each direction (the calibration's when the atlas was built with one)."""
