@@ -69,6 +69,19 @@ def test_correlation_conventions():
     assert face_motion.correlation(with_gaps, t) == pytest.approx(1)
 
 
+def test_mouth_amplitude_says_how_wide_the_mouth_moves_against_the_driver():
+    gaps = np.array([0, 12, 24, 6, 18, 0, 30, 3], float)
+    drivers = np.stack([_face(mouth_gap=g) for g in gaps])
+    third = np.stack([_face(mouth_gap=g / 3, shift=(5, 0)) for g in gaps])
+    still = np.broadcast_to(drivers[:1], drivers.shape)
+    assert face_motion.following(drivers, drivers)["mouth_amplitude"] == pytest.approx(1)
+    third_scores = face_motion.following(third, drivers)
+    # A mouth that opens a third as wide at the right times: correlation 1, amplitude a third.
+    assert third_scores["mouth_corr"] == pytest.approx(1) and third_scores["mouth_amplitude"] == pytest.approx(1 / 3)
+    assert face_motion.following(still, drivers)["mouth_amplitude"] == 0
+    assert np.isnan(face_motion.spread_ratio(np.arange(5.0), np.ones(5)))  # a still driver: nothing to compare
+
+
 @pytest.fixture(scope="module")
 def clip_and_judges():
     if not CLIP.is_file():

@@ -11,7 +11,9 @@ following*: the correlation over time, output vs driver, of
 
 Every quantity is in units of the frame's inter-ocular distance (outer eye corners), so face size
 does not enter. The do-nothing baseline (every output frame = the source) has constant measures:
-its correlations are 0 by definition here, and a perfect copy scores ~1.
+its correlations are 0 by definition here, and a perfect copy scores ~1. Beside them, how wide the
+mouth moves (`mouth_amplitude`: the output's spread of the mouth opening over the driver's; doing
+nothing 0, a copy 1), which a correlation cannot see.
 
 Points follow the iBUG 68-point layout, 0-based: jaw 0-16, brows 17-26, nose 27-35, eyes 36-41
 (the image's left eye) and 42-47, outer lips 48-59, inner lips 60-67.
@@ -64,12 +66,26 @@ def correlation(output: np.ndarray, driver: np.ndarray) -> float:
     return float((o * d).sum() / (o_norm * d_norm))
 
 
+def spread_ratio(output: np.ndarray, driver: np.ndarray) -> float:
+    """How much the output's series moves against the driver's: the ratio of their standard
+    deviations over the frames where both are finite (1: as much, 0: still). A correlation cannot
+    tell a mouth that opens a third as wide from one that opens fully; this can. NaN when the
+    driver's series is constant or too short."""
+    output, driver = np.asarray(output, np.float64), np.asarray(driver, np.float64)
+    both = np.isfinite(output) & np.isfinite(driver)
+    if both.sum() < MIN_FRAMES or driver[both].std() <= 1e-9 * max(1.0, np.abs(driver[both]).max()):
+        return float("nan")
+    return float(output[both].std() / driver[both].std())
+
+
 def following(output_points, driver_points) -> dict[str, float]:
-    """Mouth, eye and pose correlations of output vs driver landmarks (N, 68, 2)."""
+    """Mouth, eye and pose correlations of output vs driver landmarks (N, 68, 2), and how wide the
+    output's mouth moves against the driver's (`mouth_amplitude`, `spread_ratio`)."""
     out, drv = face_measures(output_points), face_measures(driver_points)
     pose = [correlation(out[k], drv[k]) for k in ("centre_x", "centre_y", "roll")]
     pose = [c for c in pose if np.isfinite(c)]
     return {"mouth_corr": correlation(out["mouth"], drv["mouth"]),
+            "mouth_amplitude": spread_ratio(out["mouth"], drv["mouth"]),
             "eye_corr": correlation(out["eyes"], drv["eyes"]),
             "pose_corr": float(np.mean(pose)) if pose else float("nan")}
 

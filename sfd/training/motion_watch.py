@@ -10,7 +10,10 @@ A run that is not learning motion looks fine in its losses (it copies the source
   the rest (relative motion, as the app does), then the correlation over time of mouth opening,
   eye opening and head pose (face centre, roll) between output and driver, read with the face
   mesh: the motion-following measures of the evaluation, on crops and with the mesh instead of
-  dlib, so they cost seconds.
+  dlib, so they cost seconds;
+- `mouth_amplitude`: how wide the output's mouth moves against the driver's (spread of the mouth
+  opening over the driver's; 1 as much, 0 still): a mouth that follows at a third of the width
+  scores a high `mouth_corr` all the same.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import torch.nn.functional as F
 
 from sfd.data.layout import find_clips, frame_files
 from sfd.data.mesh_points import read_folder_mesh
-from sfd.evaluation.face_motion import correlation
+from sfd.evaluation.face_motion import correlation, spread_ratio
 from sfd.media import load_image
 from sfd.pretrained import face_mesh_regions as regions
 
@@ -76,7 +79,8 @@ class MotionWatch:
         device = next(model.parameters()).device
         was_training = model.training
         model.eval()
-        follow: dict[str, list[float]] = {"mouth_corr": [], "eye_corr": [], "pose_corr": [], "point_error_ratio": []}
+        follow: dict[str, list[float]] = {"mouth_corr": [], "mouth_amplitude": [], "eye_corr": [], "pose_corr": [],
+                                          "point_error_ratio": []}
         sensitivity = []
         for images, driver in self.clips:
             images = images.to(device)
@@ -93,6 +97,7 @@ class MotionWatch:
             still = np.abs(driver["points"][:1] - truth).sum(-1).mean()  # the do-nothing output's error
             follow["point_error_ratio"].append(error / max(still, 1e-6))
             follow["mouth_corr"].append(correlation(ours["mouth"][1:], driver["mouth"][1:]))
+            follow["mouth_amplitude"].append(spread_ratio(ours["mouth"][1:], driver["mouth"][1:]))
             follow["eye_corr"].append(correlation(ours["eyes"][1:], driver["eyes"][1:]))
             follow["pose_corr"].append(np.nanmean([correlation(ours[k][1:], driver[k][1:])
                                                    for k in ("centre_x", "centre_y", "roll")]))
@@ -142,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def run() -> str:
-        keys = ("point_error_ratio", "mouth_corr", "eye_corr", "pose_corr", "driver_sensitivity")
+        keys = ("point_error_ratio", "mouth_corr", "mouth_amplitude", "eye_corr", "pose_corr", "driver_sensitivity")
         lines = ["| weights | " + " | ".join(keys) + " |", "| --- |" + " ---: |" * len(keys)]
         watch = None
         for weights in args.weights:
