@@ -236,9 +236,9 @@ class SFDPipeline:
                     progress(done, max(info.frame_count, done))
         return Path(output_path)
 
-    def _strength_map(self, expression_strength: float, atlas) -> np.ndarray | None:
-        """The atlas's map that scales the driver's expression changes (None at strength 1: nothing
-        to do). Checked at the call, before any frame is read."""
+    def _strength_map(self, expression_strength: float, atlas) -> torch.Tensor | None:
+        """The atlas's map that scales the driver's expression changes, on the model's device (None
+        at strength 1: nothing to do). Checked at the call, before any frame is read."""
         check_expression_strength(expression_strength)
         if expression_strength == 1.0:
             return None
@@ -247,7 +247,8 @@ class SFDPipeline:
         if len(atlas) != self.model.config.motion_dim:
             raise SFDError(f"the direction atlas has {len(atlas)} directions, this model "
                            f"{self.model.config.motion_dim} motion coefficients: it belongs to other weights")
-        return atlas.expression_strength_map(float(expression_strength))
+        return torch.as_tensor(atlas.expression_strength_map(float(expression_strength)), dtype=torch.float32,
+                               device=self.device)
 
     def _generate(self, latent: torch.Tensor, features, detail: DetailLayer | None
                   ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -305,7 +306,7 @@ class SFDPipeline:
 
     def _animate_batches(self, source: SourceFace, driving_batches: Iterable[np.ndarray], first: FirstFace,
                          tracker: FaceTracker, relative: bool, smoothing: float,
-                         strength_map: np.ndarray | None = None):
+                         strength_map: torch.Tensor | None):
         """Yields (driving frames, their crop boxes, animated model-size faces, the same faces at
         paste resolution with the source's detail or None) per batch, from the clip's frame 0.
 
@@ -317,8 +318,6 @@ class SFDPipeline:
         with self._inference():
             first_crop = crop_image(first.frame, first.box, self.descriptor_size)
             reference = self.model.encode(self._to_tensor(first_crop[None]), with_features=False).motion.float()
-        if strength_map is not None:
-            strength_map = torch.as_tensor(strength_map, dtype=reference.dtype, device=reference.device)
         start = 0  # index of the batch's first frame in the clip
         for frames in driving_batches:
             before_face = min(len(frames), max(0, first.index - start))
@@ -358,7 +357,7 @@ class SFDPipeline:
 
     def _iter_animate(self, source: SourceFace, batches: Iterator[np.ndarray], relative: bool, crop_driving: bool,
                       paste_back: bool, smoothing: float, scale: float, offset_x: float, offset_y: float,
-                      driver_box: str, strength_map: np.ndarray | None) -> Iterator[np.ndarray]:
+                      driver_box: str, strength_map: torch.Tensor | None) -> Iterator[np.ndarray]:
         held: list[np.ndarray] = []
 
         def frames():
@@ -397,7 +396,8 @@ class SFDPipeline:
         NoFaceError. `expression_strength` scales the part of the driver's motion change (from its
         first face) that moves none of the head measures (yaw, pitch, roll, position, size, as
         the weights' `Atlas` measured them): 1 as the driver, 2 twice as much, 0 none of it; the
-        head moves as before. Other than 1 it needs `atlas` (see `Atlas.expression_strength_map`). With `side_by_side_path`, a second video shows
+        head moves as before. Other than 1 it needs `atlas` (see `Atlas.expression_strength_map`).
+        With `side_by_side_path`, a second video shows
         driver | source | result at the result's height (whole frames with `paste_back`, else
         face crops).
         """
