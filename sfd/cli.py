@@ -119,7 +119,10 @@ def _atlas(args):
 def run(args) -> str:
     from .media import probe_video, save_image
     from .pipeline import SFDPipeline
+    from .semantics.direction_atlas import check_expression_strength
 
+    if args.command == "animate":  # a bad strength stops before the weights load
+        check_expression_strength(args.expression_strength)
     pipe = SFDPipeline.from_pretrained(args.weights or None, revision=args.revision, device=args.device,
                                        detail_transfer=not getattr(args, "no_detail", False))
     start = time.perf_counter()

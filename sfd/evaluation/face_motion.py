@@ -46,6 +46,19 @@ def face_measures(points) -> dict[str, np.ndarray]:
             "roll": roll}
 
 
+def _centred_pair(output, driver) -> tuple[np.ndarray, np.ndarray] | None:
+    """Both series over the frames where both are finite, each minus its mean; None when there are
+    too few such frames or the driver's series is constant there (nothing to follow)."""
+    output, driver = np.asarray(output, np.float64), np.asarray(driver, np.float64)
+    both = np.isfinite(output) & np.isfinite(driver)
+    if both.sum() < MIN_FRAMES:
+        return None
+    d = driver[both] - driver[both].mean()
+    if np.sqrt((d * d).sum()) <= 1e-9 * max(1.0, np.abs(driver[both]).max()):
+        return None
+    return output[both] - output[both].mean(), d
+
+
 def correlation(output: np.ndarray, driver: np.ndarray) -> float:
     """Pearson correlation over the frames where both are finite.
 
@@ -53,14 +66,11 @@ def correlation(output: np.ndarray, driver: np.ndarray) -> float:
     moves less than `STILL_FRACTION` as much as the driver's (it does not follow: the correlation of
     numerical noise with the driver would be a random number).
     """
-    output, driver = np.asarray(output, np.float64), np.asarray(driver, np.float64)
-    both = np.isfinite(output) & np.isfinite(driver)
-    if both.sum() < MIN_FRAMES:
+    pair = _centred_pair(output, driver)
+    if pair is None:
         return float("nan")
-    o, d = output[both] - output[both].mean(), driver[both] - driver[both].mean()
+    o, d = pair
     d_norm, o_norm = np.sqrt((d * d).sum()), np.sqrt((o * o).sum())
-    if d_norm <= 1e-9 * max(1.0, np.abs(driver[both]).max()):
-        return float("nan")
     if o_norm <= STILL_FRACTION * d_norm:
         return 0.0
     return float((o * d).sum() / (o_norm * d_norm))
@@ -71,11 +81,11 @@ def spread_ratio(output: np.ndarray, driver: np.ndarray) -> float:
     deviations over the frames where both are finite (1: as much, 0: still). A correlation cannot
     tell a mouth that opens a third as wide from one that opens fully; this can. NaN when the
     driver's series is constant or too short."""
-    output, driver = np.asarray(output, np.float64), np.asarray(driver, np.float64)
-    both = np.isfinite(output) & np.isfinite(driver)
-    if both.sum() < MIN_FRAMES or driver[both].std() <= 1e-9 * max(1.0, np.abs(driver[both]).max()):
+    pair = _centred_pair(output, driver)
+    if pair is None:
         return float("nan")
-    return float(output[both].std() / driver[both].std())
+    o, d = pair
+    return float(np.sqrt((o * o).sum() / (d * d).sum()))
 
 
 def following(output_points, driver_points) -> dict[str, float]:
