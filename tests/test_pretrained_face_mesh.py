@@ -258,6 +258,26 @@ def test_regions_lie_where_they_belong(mesh):
     assert 0.2 * size < regions.face_scale(points).item() < 0.5 * size
 
 
+def test_eye_areas_keep_a_closing_eye_inside(mesh):
+    """The eye area (lids up to the brow) holds the eye's own contour and keeps its size when the
+    lids meet, where the eye contour shrinks to nothing: a loss weighted by it still sees a blink."""
+    image = _frame(FRONTAL, 0)
+    with torch.no_grad():
+        points = mesh.on_aligned(_tensor(image)).points
+    size = image.shape[0]
+    eyes, areas = regions.eyes_mask(points, size), regions.eyes_mask(points, size, with_lids=True)
+    assert (eyes * (1 - areas)).sum() <= 0.05 * eyes.sum()  # the open eye lies inside its area
+    assert areas.sum() > 2 * eyes.sum() and (areas * (1 - regions.region_mask(points, "face_oval", size))).sum() == 0
+    closed = points.clone()
+    for contour in (regions.LEFT_EYE, regions.RIGHT_EYE):
+        # the upper lid (the contour's second part) comes down onto the lower lid's lowest point
+        closed[0, contour[9:], 1] = points[0, contour[:9], 1].max()
+    assert regions.eyes_mask(closed, size).sum() < 0.2 * eyes.sum()  # the eye contour nearly vanishes
+    closed_areas = regions.eyes_mask(closed, size, with_lids=True)
+    assert closed_areas.sum() > 0.8 * areas.sum()
+    assert (eyes * (1 - closed_areas)).sum() <= 0.2 * eyes.sum()  # where the open eye was is still covered
+
+
 def test_polygon_masks_hard_and_soft():
     square = torch.tensor([[[2.0, 2.0], [10.0, 2.0], [10.0, 6.0], [2.0, 6.0]]], requires_grad=True)
     hard = regions.polygon_mask(square, (8, 12))

@@ -223,6 +223,27 @@ def test_both_read_outs_train_and_resume_from_their_checkpoint_files(smoke_data,
         assert len(values) == 4 and all(math.isnan(v) or -1 <= v <= 1 for v in values)
 
 
+def test_region_l1_weighs_the_mouths_and_eyes_of_both_frames(smoke_data, tmp_path):
+    """`region_l1_boost`: the weighted region is the union of the driver's and the source's mouths and
+    eye areas, so an output that keeps the source's open mouth is charged where that mouth is."""
+    from sfd.pretrained.face_mesh_regions import eyes_mask, mouth_mask
+
+    config = smoke_config(smoke_data, tmp_path / "run", region_l1_boost=4.0, eval_split=None, log_with=None)
+    trainer = Trainer(config)
+    size = 32
+    base = torch.rand(1, 468, 3) * 0.6 - 0.3
+    moved = base.clone()
+    moved[..., 1] += 0.5  # the source's face lies lower in the crop than the driver's
+    batch = {"driver_points": base, "source_points": moved, "points_valid": torch.tensor([True])}
+    mask = trainer._mouth_eye_mask(batch, size)
+    for points in (base, moved):
+        pixels = (points + 1) / 2 * size
+        region = torch.maximum(mouth_mask(pixels, size), eyes_mask(pixels, size, with_lids=True))
+        assert region.sum() > 0 and torch.equal(mask * region, region)  # each frame's regions are inside
+    assert mask.sum() > trainer._mouth_eye_mask({**batch, "source_points": base}, size).sum()
+    assert trainer._mouth_eye_mask({**batch, "points_valid": torch.tensor([False])}, size).sum() == 0
+
+
 def test_cli_reports_bad_settings(tmp_path, capsys, monkeypatch):
     assert main(["--output-dir", str(tmp_path)]) == 2
     assert "data_root" in capsys.readouterr().err

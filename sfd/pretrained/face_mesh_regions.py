@@ -32,12 +32,17 @@ RIGHT_BROW = [70, 63, 105, 66, 107,                         # upper edge, outer 
               55, 65, 52, 53, 46]                           # lower edge, back
 LEFT_BROW = [300, 293, 334, 296, 336,
              285, 295, 282, 283, 276]
+# The eye with its upper lid: the lower lid, then the brow's lower edge back. Unlike the eye
+# contour, this area does not shrink to nothing when the eye closes, so a blink stays inside it.
+RIGHT_EYE_AREA = RIGHT_EYE[:9] + RIGHT_BROW[5:]
+LEFT_EYE_AREA = LEFT_EYE[:9] + LEFT_BROW[5:]
 FACE_OVAL = [10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
              152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109]
 
 REGIONS = {
     "outer_lips": OUTER_LIPS, "inner_lips": INNER_LIPS, "left_eye": LEFT_EYE, "right_eye": RIGHT_EYE,
     "left_brow": LEFT_BROW, "right_brow": RIGHT_BROW, "face_oval": FACE_OVAL,
+    "left_eye_area": LEFT_EYE_AREA, "right_eye_area": RIGHT_EYE_AREA,
 }
 
 # single points
@@ -200,7 +205,10 @@ def mouth_mask(points: torch.Tensor, size, points_size=None, softness: float = 0
     return region_mask(points, "inner_lips" if inner else "outer_lips", size, points_size, softness)
 
 
-def eyes_mask(points: torch.Tensor, size, points_size=None, softness: float = 0.0) -> torch.Tensor:
-    """Both eyes (the visible eyeball between the lids)."""
-    return torch.maximum(region_mask(points, "left_eye", size, points_size, softness),
-                         region_mask(points, "right_eye", size, points_size, softness))
+def eyes_mask(points: torch.Tensor, size, points_size=None, softness: float = 0.0,
+              with_lids: bool = False) -> torch.Tensor:
+    """Both eyes: the visible eyeball between the lids, or (`with_lids`) the eye with its upper lid
+    up to the brow, an area that keeps its size through a blink."""
+    left, right = ("left_eye_area", "right_eye_area") if with_lids else ("left_eye", "right_eye")
+    return torch.maximum(region_mask(points, left, size, points_size, softness),
+                         region_mask(points, right, size, points_size, softness))

@@ -73,7 +73,7 @@ class TrainingConfig:
     # the motion descriptors of unseen faces carried no mouth opening.
     expression_readout_weight: float = 0.0
     landmark_weight: float = 0.0  # mesh of the output vs the driver's points (runs the mesh network)
-    region_l1_boost: float = 0.0  # extra L1 weight inside the driver's mouth and eye masks
+    region_l1_boost: float = 0.0  # extra L1 weight inside the mouths and eyes (lids included) of driver and source
     mouth_eye_point_weight: float = 5.0  # weight of lip and eye points in the point losses (others: 1)
     eye_point_weight: float | None = None  # the eye points' own weight (None: mouth_eye_point_weight)
     r1_gamma: float = 10.0

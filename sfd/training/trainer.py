@@ -374,9 +374,14 @@ class Trainer:
         return total
 
     def _mouth_eye_mask(self, batch: dict, size: int) -> torch.Tensor:
-        """(B, 1, size, size) mouth and eye masks of the driving frames, from their mesh points."""
-        pixels = (batch["driver_points"] + 1) / 2 * size
-        mask = torch.maximum(mouth_mask(pixels, size), eyes_mask(pixels, size))
+        """(B, 1, size, size): the mouths and eyes (lids included) of the driving and source frames,
+        from their mesh points. Both frames, because an output that keeps the source's open mouth or
+        eye errs where the source's is; lids, because a closing eye's own contour shrinks to nothing."""
+        masks = []
+        for key in ("driver_points", "source_points"):
+            pixels = (batch[key] + 1) / 2 * size
+            masks += [mouth_mask(pixels, size), eyes_mask(pixels, size, with_lids=True)]
+        mask = torch.stack(masks).amax(0)
         return mask * batch["points_valid"].to(mask.dtype)[:, None, None, None]
 
     # ------------------------------------------------------------------ the loop
