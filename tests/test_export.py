@@ -156,6 +156,21 @@ def test_fp16_only_export_with_an_atlas_loads_without_naming_the_variant(checkpo
     assert not (tmp_path / "broken").exists()
 
 
+def test_sharded_export_keeps_every_file_under_the_cap_and_loads_the_same_weights(checkpoint, tmp_path):
+    """`--max-shard-size`: for transfers that cap a file's size (a GPU lease's way back)."""
+    out = export(checkpoint, tmp_path / "sharded", max_shard_size="2MB")
+    weights = sorted(out.glob("diffusion_pytorch_model*.safetensors"))
+    assert len([w for w in weights if ".fp16" not in w.name]) >= 3  # 7 MB of float32 in 2 MB shards
+    assert all(w.stat().st_size <= 2_000_000 for w in weights)
+    assert (out / "diffusion_pytorch_model.safetensors.index.json").is_file()
+    ema = SFDModel.from_pretrained(checkpoint / "ema")
+    for variant, cast in ((None, lambda t: t), ("fp16", lambda t: t.half().float())):
+        model = SFDModel.from_pretrained(out, variant=variant)
+        for (name, a), b in zip(ema.state_dict().items(), model.state_dict().values()):
+            assert torch.equal(cast(a), b.float()), name
+    assert "diffusion_pytorch_model-00001-of-" in (out / "README.md").read_text()
+
+
 def test_card_title_and_model_index_name_come_from_the_model_not_the_last_file_copied(checkpoint, tmp_path):
     atlas_dir = tmp_path / "atlas-source"
     (atlas_dir / "atlas").mkdir(parents=True)

@@ -127,6 +127,9 @@ def test_presets_have_the_promised_sizes():
     vox = SFDModel.from_preset("vox256")
     vox_params = sum(p.numel() for p in vox.parameters())
     assert vox.config.size == 256 and 40e6 <= vox_params <= 50e6
+    wide = SFDModel.from_preset("wide64")
+    wide_params = sum(p.numel() for p in wide.parameters())
+    assert wide.config.size == 64 and 7e6 <= wide_params <= 8e6 and 2 * wide_params < 20 * 2**20  # fp16 < 20 MiB
     with pytest.raises(ValueError, match="unknown preset"):
         SFDModel.from_preset("huge")
 
@@ -233,3 +236,63 @@ def test_tiny_model_learns_to_reenact_two_real_frames(faces_dir):
 def test_loading_from_a_missing_folder_is_a_weights_error(tmp_path):
     with pytest.raises(WeightsError, match="cannot load SFD weights from"):
         SFDModel.from_pretrained(tmp_path / "absent")
+
+
+# A small model, every weight random (flow heads included), so that the flows, the masks and the
+# rendered path all shape the output that widening must keep.
+NARROW = dict(size=32, latent_dim=32, motion_dim=8, descriptor_size=32, channel_base=128, max_channels=32,
+              descriptor_channel_base=128, descriptor_max_channels=32)
+WIDER = dict(channel_base=512, max_channels=64, descriptor_channel_base=256, descriptor_max_channels=48)
+
+
+def test_widening_keeps_the_function_and_the_new_channels_learn():
+    from sfd.models import widen
+
+    torch.manual_seed(0)
+    narrow = SFDModel(**NARROW)
+    with torch.no_grad():
+        for name, p in narrow.named_parameters():
+            p.normal_(0.0, 0.3 if name.endswith("bias") else 1.0)
+    wide = widen(narrow, **WIDER)
+    assert wide.config.channel_base == 512 and wide.config.latent_dim == 32
+    assert wide.generator.convs[-1].conv.weight.shape[:2] == (16, 16)  # 512 / 32 px, was 4
+    assert sum(p.numel() for p in wide.parameters()) > 3 * sum(p.numel() for p in narrow.parameters())
+
+    source, driving = images(2, 32), images(2, 32)
+    with torch.no_grad():
+        for model in (narrow, wide):
+            model.generator.image_warp = False  # the rendered image alone, not hidden by the blend
+        plain = [m.generator.decode(m.compose(*_latent_parts(m, source, driving)), m.encode(source).features)
+                 for m in (narrow, wide)]
+        for model in (narrow, wide):
+            model.generator.image_warp = True
+        a, b = narrow(source, driving, return_flow=True), wide(source, driving, return_flow=True)
+    assert plain[0][0].abs().mean() > 0.1 and plain[0][1].abs().mean() > 0.01  # a real image, a real flow
+    torch.testing.assert_close(plain[1][0], plain[0][0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(b.image, a.image, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(b.flow, a.flow, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(b.driving.motion, a.driving.motion, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(b.source.identity, a.source.identity, atol=1e-5, rtol=1e-4)
+
+    # The zero weights from new channels to old ones get gradients: the added width can learn.
+    wide(source, driving).image.square().mean().backward()
+    grad = wide.generator.convs[-1].conv.weight.grad
+    assert grad[:4, 4:].abs().sum() > 0 and wide.generator.convs[-1].conv.weight[:4, 4:].abs().sum() == 0
+
+
+def _latent_parts(model: SFDModel, source, driving):
+    return model.encode(source, with_features=False).identity, model.encode(driving, with_features=False).motion
+
+
+def test_widening_refuses_to_narrow_or_to_change_the_latent_space():
+    from sfd.models import widen
+
+    narrow = SFDModel(**NARROW)
+    with pytest.raises(ValueError, match="latent_dim"):
+        widen(narrow, **WIDER, latent_dim=64)
+    with pytest.raises(ValueError, match="size"):
+        widen(narrow, size=64)
+    with pytest.raises(ValueError, match="narrower"):
+        widen(narrow, channel_base=64)
+    wide64 = widen(tiny(), "wide64")
+    assert wide64.config.channel_base == SFDModel.from_preset("wide64").config.channel_base

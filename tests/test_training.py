@@ -244,6 +244,34 @@ def test_region_l1_weighs_the_mouths_and_eyes_of_both_frames(smoke_data, tmp_pat
     assert trainer._mouth_eye_mask({**batch, "points_valid": torch.tensor([False])}, size).sum() == 0
 
 
+def test_widen_grows_the_pretrained_weights_to_the_presets_widths(smoke_data, tmp_path):
+    """`--pretrained W --preset P --widen`: training starts from W's function with P's channels."""
+    torch.manual_seed(0)
+    narrow = SFDModel.from_preset("tiny")
+    with torch.no_grad():  # flows and masks of a trained model, not the untrained identity warp
+        for p in narrow.generator.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    narrow.save_pretrained(tmp_path / "narrow")
+    config = smoke_config(smoke_data, tmp_path / "run", pretrained=str(tmp_path / "narrow"), widen=True,
+                          model_overrides={"channel_base": 2048, "descriptor_channel_base": 2048},
+                          eval_split=None, log_with=None, adversarial_weight=0.0)
+    trainer = Trainer(config)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    assert model.config.channel_base == 2048 and model.config.latent_dim == narrow.config.latent_dim
+    source, driving = torch.rand(2, 3, SIZE, SIZE) * 2 - 1, torch.rand(2, 3, SIZE, SIZE) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(model(source, driving).image, narrow(source, driving).image, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="pretrained"):
+        smoke_config(smoke_data, tmp_path / "run2", widen=True)
+
+
+def test_the_follow_driver_recipe_is_a_valid_config_with_the_motion_losses_on():
+    recipe = Path(__file__).resolve().parents[1] / "sfd" / "training" / "recipes" / "follow_driver.yaml"
+    config = TrainingConfig.from_yaml(recipe)
+    assert config.preset == "tiny" and config.readout_weight > 0 and config.expression_readout_weight > 0
+    assert config.keypoint_flow_weight > 0 and config.region_l1_boost > 0 and config.perceptual_weight == 0
+
+
 def test_cli_reports_bad_settings(tmp_path, capsys, monkeypatch):
     assert main(["--output-dir", str(tmp_path)]) == 2
     assert "data_root" in capsys.readouterr().err

@@ -65,11 +65,16 @@ def read_folder_mesh(folder: Path, names: list[str] | None = None) -> tuple[np.n
         return data["points"], data["presence"]
 
 
-def cache_meshes(root: str | Path, splits: list[str], force: bool = False, log=print) -> int:
-    """Write mesh.npz into every frame folder of `root/<split>`; returns how many were written."""
+def cache_meshes(root: str | Path, splits: list[str], force: bool = False, log=print,
+                 device: str | torch.device | None = None) -> int:
+    """Write mesh.npz into every frame folder of `root/<split>`; returns how many were written.
+
+    `device`: where the mesh runs (default: the GPU when there is one).
+    """
     from ..pretrained.face_mesh import FaceMesh
 
-    mesh = FaceMesh.from_pretrained()
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    mesh = FaceMesh.from_pretrained(device=device)
     written = 0
     for split in splits:
         folder = Path(root) / split
@@ -92,9 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("root", help="a preprocessed data root (with train/, test/ frame folders)")
     parser.add_argument("--splits", nargs="+", default=["train", "test"])
     parser.add_argument("--force", action="store_true", help="compute again even where mesh.npz exists")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: the GPU when there is one)")
     args = parser.parse_args(argv)
     splits = [s for s in args.splits if (Path(args.root) / s).is_dir()] or args.splits
-    return run_command(lambda: f"wrote mesh points for {cache_meshes(args.root, splits, args.force)} frame folders")
+    return run_command(lambda: f"wrote mesh points for "
+                               f"{cache_meshes(args.root, splits, args.force, device=args.device)} frame folders")
 
 
 if __name__ == "__main__":

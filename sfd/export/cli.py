@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR")
     p.add_argument("--notes", default=None, help="markdown file about these weights, shown near the top of the card")
     p.add_argument("--card-template", default=None, help="another model card template (Jinja2 markdown)")
+    p.add_argument("--max-shard-size", default=None, metavar="SIZE",
+                   help="split each weights file into shards of at most SIZE (e.g. 15MB), for transfers that cap a file")
     return p
 
 
@@ -40,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
                      calibration=args.calibration, license=args.license, datasets=args.datasets,
                      model_name=args.name, fp16=not args.no_fp16, overwrite=args.overwrite, push=args.push,
                      private=args.private or None, card_template=args.card_template, notes=args.notes,
-                     fp16_only=args.fp16_only, atlas=args.atlas)
+                     fp16_only=args.fp16_only, atlas=args.atlas, max_shard_size=args.max_shard_size)
         files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
         return f"wrote {out}: {', '.join(files)}" + (f"; uploaded to {args.push}" if args.push else "")
 

@@ -110,7 +110,7 @@ def _atlas_files(atlas: str | Path) -> dict[str, Path]:
     return files
 
 
-def _save_fp16(model: SFDModel, out: Path) -> None:
+def _save_fp16(model: SFDModel, out: Path, max_shard_size: str | int | None = None) -> None:
     """The float16 variant; an error when a weight does not fit in float16 rather than an inf in the file."""
     # A cast copy: loading with torch_dtype=float16 would build the model in float16 first, whose
     # random init (a QR) has no float16 CPU kernel.
@@ -119,7 +119,12 @@ def _save_fp16(model: SFDModel, out: Path) -> None:
     if overflow:
         raise WeightsError(f"weights too large for float16 (|w| > {FP16_MAX:g}): {', '.join(overflow[:6])}; "
                            "export without the fp16 variant (--no-fp16)")
-    half.save_pretrained(out, variant="fp16")
+    half.save_pretrained(out, variant="fp16", **_shards(max_shard_size))
+
+
+def _shards(max_shard_size: str | int | None) -> dict:
+    """save_pretrained's keyword for files of at most this size (e.g. "15MB"), or none: one file."""
+    return {} if max_shard_size is None else {"max_shard_size": max_shard_size}
 
 
 def export(checkpoint: str | Path, out_dir: str | Path, *, eval_json: str | Path | None = None,
@@ -127,7 +132,7 @@ def export(checkpoint: str | Path, out_dir: str | Path, *, eval_json: str | Path
            license: str = "apache-2.0", datasets=(), model_name: str | None = None, fp16: bool = True,
            overwrite: bool = False, push: str | None = None, private: bool | None = None, api=None,
            card_template: str | Path | None = None, notes: str | Path | None = None, fp16_only: bool = False,
-           atlas: str | Path | None = None) -> Path:
+           atlas: str | Path | None = None, max_shard_size: str | int | None = None) -> Path:
     """Write a Hub-ready weights folder to `out_dir` (and upload it with `push=REPO_ID`); returns `out_dir`.
 
     Args:
@@ -147,6 +152,9 @@ def export(checkpoint: str | Path, out_dir: str | Path, *, eval_json: str | Path
         notes: a markdown file about these particular weights (what, how long, how well), shown
             near the top of the card as "About these weights".
         fp16_only: store only the float16 variant (half the size; `from_pretrained` finds it).
+        max_shard_size: split each weights file into shards of at most this size ("15MB"), with
+            diffusers' index file beside them (`from_pretrained` reads them the same way); for
+            transfers that cap the size of a file.
     """
     if fp16_only and not fp16:
         raise SFDError("fp16_only (--fp16-only) and fp16=False (--no-fp16) together would store no weights")
@@ -168,9 +176,9 @@ def export(checkpoint: str | Path, out_dir: str | Path, *, eval_json: str | Path
     try:
         model = SFDModel.from_pretrained(str(model_dir), torch_dtype=torch.float32)
         if not fp16_only:
-            model.save_pretrained(staging)
+            model.save_pretrained(staging, **_shards(max_shard_size))
         if fp16:
-            _save_fp16(model, staging)
+            _save_fp16(model, staging, max_shard_size)
         if detector is not None:
             (staging / RETINAFACE_FILENAME).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(detector, staging / RETINAFACE_FILENAME)

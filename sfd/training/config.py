@@ -47,6 +47,7 @@ class TrainingConfig:
     preset: str = "vox256"
     model_overrides: dict = field(default_factory=dict)  # SFDModel config keys over the preset's
     pretrained: str | None = None  # start from these SFDModel weights (folder or Hub repo) instead
+    widen: bool = False  # with `pretrained`: grow those weights to `preset`'s widths, same function (sfd.models.widen)
     discriminator_channel_base: int | None = None  # None: the model's channel_base
     discriminator_max_channels: int | None = None  # None: the model's max_channels
 
@@ -113,6 +114,8 @@ class TrainingConfig:
         self.model_overrides = dict(self.model_overrides or {})
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ValueError(f"mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
+        if self.widen and not self.pretrained:
+            raise ValueError("widen grows pretrained weights: give pretrained too")
         if len(self.adam_betas) != 2:
             raise ValueError(f"adam_betas takes two numbers, got {self.adam_betas}")
         for name in ("batch_size", "gradient_accumulation_steps", "r1_interval", "log_interval", "image_interval",

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from sfd.data import ColorJitter, DriverWarp, FaceVideoDataset, IdentityPairDataset, PairAugmentation
 from sfd.data.mesh_points import NUM_POINTS
 from sfd.errors import SFDError, WeightsError
-from sfd.models import Discriminator, SFDModel
+from sfd.models import Discriminator, SFDModel, widen
 from sfd.pretrained.face_mesh import FaceMesh
 from sfd.pretrained.face_mesh_regions import eyes_mask, mouth_mask
 from sfd.pretrained.vgg16 import VGG16PerceptualLoss
@@ -105,7 +105,10 @@ class Trainer:
         set_seed(config.seed)  # the same initial weights on every process
 
         # ---- models and optimizers
-        if config.pretrained:
+        if config.pretrained and config.widen:
+            model = widen(SFDModel.from_pretrained(config.pretrained).float(), config.preset, seed=config.seed,
+                          **config.model_overrides)
+        elif config.pretrained:
             model = SFDModel.from_pretrained(config.pretrained)
         else:
             model = SFDModel.from_preset(config.preset, **config.model_overrides)
