@@ -9,6 +9,7 @@ numbers are the model's, not the data loader's.
     python benchmarks/bench_train.py                       # tiny (batch 8) and vox256 (batch 2) on the CPU
     python benchmarks/bench_train.py --steps 5 --skip-cpu  # on a GPU machine: only the CUDA measurement
     python benchmarks/bench_train.py --losses              # the price of each loss of the motion recipe
+    python benchmarks/bench_train.py --recipe              # the recipe's step, tiny beside wide64
 
 With CUDA it also measures vox256 in bf16 at batch 32, with the peak GPU memory.
 
@@ -16,6 +17,10 @@ With CUDA it also measures vox256 in bf16 at batch 32, with the peak GPU memory.
 loss added alone (keypoint flow, warp flow, read-out, region-weighted L1, landmark through the face
 mesh, VGG16 perceptual), then the recipe's set, side by side: seconds per step and the extra cost
 per sample against L1 alone. It needs `python -m sfd weights fetch-aux` (face mesh, VGG16).
+
+`--recipe` measures the generator step of `sfd/training/recipes/follow_driver.yaml` (its loss
+weights as the file gives them) for the tiny preset and the wide64 one grown from it, side by
+side at batch 16 on the CPU, and with CUDA at batch 32 on the GPU too: what a larger run costs.
 """
 
 from __future__ import annotations
@@ -120,8 +125,22 @@ LOSS_ROWS = (
 )
 
 
-def measure_losses(steps: int, workdir: Path, batch: int = 16) -> list[dict]:
-    """Seconds per generator step of the tiny preset for each row of LOSS_ROWS (CPU)."""
+RECIPE = Path(__file__).resolve().parents[1] / "sfd" / "training" / "recipes" / "follow_driver.yaml"
+RECIPE_WEIGHTS = ("l1_weight", "perceptual_weight", "adversarial_weight", "identity_weight", "appearance_weight",
+                  "readout_weight", "expression_readout_weight", "keypoint_flow_weight", "region_l1_boost")
+
+
+def recipe_weights() -> dict:
+    """The loss weights of the follow-driver recipe file."""
+    from sfd.training import TrainingConfig
+
+    recipe = TrainingConfig.from_yaml(RECIPE)
+    return {name: getattr(recipe, name) for name in RECIPE_WEIGHTS}
+
+
+def measure_losses(steps: int, workdir: Path, batch: int = 16, rows=LOSS_ROWS, preset: str = "tiny",
+                   device: str = "cpu") -> list[dict]:
+    """Seconds per generator step of `preset` for each (label, loss weights) of `rows`."""
     from sfd.training import Trainer, TrainingConfig
 
     size = 64
@@ -135,27 +154,49 @@ def measure_losses(steps: int, workdir: Path, batch: int = 16) -> list[dict]:
                   "source_points": driver_points + 0.02, "driver_points": driver_points,
                   "points_valid": torch.ones(batch, dtype=torch.bool), "is_still": torch.ones(batch, dtype=torch.bool),
                   "warp": torch.eye(2, 3).repeat(batch, 1, 1)}
-    rows = []
-    for label, weights in LOSS_ROWS:
+    results = []
+    for label, weights in rows:
         _reset_accelerate()
-        config = TrainingConfig(data_root=str(data), eval_split=None, output_dir=str(workdir / "run"), preset="tiny",
-                                batch_size=batch, pairs_per_clip=batch, num_workers=0, log_with=None, cpu=True,
+        config = TrainingConfig(data_root=str(data), eval_split=None, output_dir=str(workdir / "run"), preset=preset,
+                                batch_size=batch, pairs_per_clip=batch, num_workers=0, log_with=None,
+                                cpu=device == "cpu",
                                 **{"perceptual_weight": 0.0, "adversarial_weight": 0.0, "identity_weight": 0.0,
                                    "appearance_weight": 0.0, **weights})
         trainer = Trainer(config)
-        trainer.training_step(batch_data)  # warm-up
-        times = []
-        for _ in range(steps):
+        dev = trainer.accelerator.device
+        on_device = {k: v.to(dev) for k, v in batch_data.items()}
+
+        def timed() -> float:
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
             start = time.perf_counter()
-            terms = trainer.training_step(batch_data)
-            times.append(time.perf_counter() - start)
-        assert all(torch.isfinite(v) for v in terms.values()), terms
-        rows.append({"label": label, "s_per_step": statistics.median(times)})
-    base = rows[0]["s_per_step"]
-    for row in rows:
+            terms = trainer.training_step(on_device)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            assert all(torch.isfinite(v) for v in terms.values()), terms
+            return time.perf_counter() - start
+
+        timed()  # warm-up
+        results.append({"label": label, "preset": preset, "device": str(dev), "batch": batch,
+                        "s_per_step": statistics.median(timed() for _ in range(steps))})
+    base = results[0]["s_per_step"]
+    for row in results:
         row["extra_ms_per_sample"] = 1000 * (row["s_per_step"] - base) / batch
         row["ratio"] = row["s_per_step"] / base
-    return rows
+    return results
+
+
+def measure_recipe(steps: int, workdir: Path) -> list[dict]:
+    """The recipe's generator step for tiny and wide64: CPU at batch 16, and CUDA at batch 32 when there."""
+    rows = [("follow-driver recipe", recipe_weights())]
+    devices = [("cpu", 16)] + ([("cuda", 32)] if torch.cuda.is_available() else [])
+    results = []
+    for device, batch in devices:
+        for preset in ("tiny", "wide64"):
+            results += measure_losses(steps, workdir, batch, rows, preset, device)
+        tiny = results[-2]["s_per_step"]
+        results[-1]["x_tiny"], results[-2]["x_tiny"] = results[-1]["s_per_step"] / tiny, 1.0
+    return results
 
 
 def main() -> None:
@@ -165,7 +206,18 @@ def main() -> None:
     parser.add_argument("--vox-batch", type=int, default=2)
     parser.add_argument("--skip-cpu", action="store_true", help="only the CUDA measurement")
     parser.add_argument("--losses", action="store_true", help="the cost of each loss (tiny, batch 16, CPU)")
+    parser.add_argument("--recipe", action="store_true", help="the recipe's step, tiny beside wide64")
     args = parser.parse_args()
+    if args.recipe:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = measure_recipe(args.steps, Path(tmp))
+        print(f"torch {torch.__version__}; CPU: {platform.processor() or platform.machine()}, "
+              f"{torch.get_num_threads()} threads; the follow-driver recipe, generator step only")
+        print(f"{'preset':<8} {'device':<7} {'batch':>5} {'s/step':>8} {'samples/s':>10} {'x tiny':>7}")
+        for r in rows:
+            print(f"{r['preset']:<8} {r['device']:<7} {r['batch']:>5} {r['s_per_step']:>8.3f} "
+                  f"{r['batch'] / r['s_per_step']:>10.1f} {r['x_tiny']:>7.2f}")
+        return
     if args.losses:
         with tempfile.TemporaryDirectory() as tmp:
             rows = measure_losses(args.steps, Path(tmp))
