@@ -41,10 +41,10 @@ def widen(model: SFDModel, preset: str | None = None, seed: int = 0, **overrides
     if changed:
         raise ValueError("widening keeps the resolution and the latent space; the target changes "
                          + ", ".join(f"{k} ({config.get(k)} -> {target.get(k)})" for k in changed))
-    init = {k: v for k, v in target.items() if not k.startswith("_")}
+    wide_config = {k: v for k, v in target.items() if not k.startswith("_")}  # without diffusers' own keys
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        wide = SFDModel(**init)
+        wide = SFDModel(**wide_config)
     narrow_state = model.state_dict()
     wide_state = wide.state_dict()
     for name, tensor in wide_state.items():
