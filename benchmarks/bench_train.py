@@ -199,6 +199,11 @@ def measure_recipe(steps: int, workdir: Path) -> list[dict]:
     return results
 
 
+def print_header(what: str) -> None:
+    print(f"torch {torch.__version__}; CPU: {platform.processor() or platform.machine()}, "
+          f"{torch.get_num_threads()} threads; {what}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=3, help="timed steps per measurement (after warm-up)")
@@ -211,8 +216,7 @@ def main() -> None:
     if args.recipe:
         with tempfile.TemporaryDirectory() as tmp:
             rows = measure_recipe(args.steps, Path(tmp))
-        print(f"torch {torch.__version__}; CPU: {platform.processor() or platform.machine()}, "
-              f"{torch.get_num_threads()} threads; the follow-driver recipe, generator step only")
+        print_header("the follow-driver recipe, generator step only")
         print(f"{'preset':<8} {'device':<7} {'batch':>5} {'s/step':>8} {'samples/s':>10} {'x tiny':>7}")
         for r in rows:
             print(f"{r['preset']:<8} {r['device']:<7} {r['batch']:>5} {r['s_per_step']:>8.3f} "
@@ -221,8 +225,7 @@ def main() -> None:
     if args.losses:
         with tempfile.TemporaryDirectory() as tmp:
             rows = measure_losses(args.steps, Path(tmp))
-        print(f"torch {torch.__version__}; CPU: {platform.processor() or platform.machine()}, "
-              f"{torch.get_num_threads()} threads; tiny preset, batch 16, generator step only")
+        print_header("tiny preset, batch 16, generator step only")
         print(f"{'loss':<42} {'s/step':>8} {'x L1 alone':>10} {'extra ms/sample':>16}")
         for r in rows:
             print(f"{r['label']:<42} {r['s_per_step']:>8.3f} {r['ratio']:>10.2f} {r['extra_ms_per_sample']:>16.1f}")

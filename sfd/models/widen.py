@@ -1,6 +1,6 @@
 """Widen a trained SFD model into a wider one that computes exactly the same function.
 
-Why: at 64 px the tiny preset has levelled off on the test people (README, "Model quality"): its
+Why: at 64 px the tiny preset has levelled off on the test people (README, Limitations): its
 eyes do not follow. The next question is whether more channels let the generator draw a closing
 lid. Training a wider model from scratch would spend a whole short GPU lease re-learning what the
 bundle already knows (descriptors that carry motion, flows that move the face), so the wider model

@@ -105,11 +105,10 @@ class Trainer:
         set_seed(config.seed)  # the same initial weights on every process
 
         # ---- models and optimizers
-        if config.pretrained and config.widen:
-            model = widen(SFDModel.from_pretrained(config.pretrained).float(), config.preset, seed=config.seed,
-                          **config.model_overrides)
-        elif config.pretrained:
+        if config.pretrained:
             model = SFDModel.from_pretrained(config.pretrained)
+            if config.widen:
+                model = widen(model.float(), config.preset, seed=config.seed, **config.model_overrides)
         else:
             model = SFDModel.from_preset(config.preset, **config.model_overrides)
         mc = model.config
