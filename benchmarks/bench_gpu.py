@@ -1,4 +1,4 @@
-"""GPU check and throughput of the SFD model (run where CUDA is available).
+"""GPU check and throughput of the SFD model and of the real training step.
 
 Checks, on the GPU: the model runs in fp32 and under bf16 autocast, the two agree, the bases stay
 orthonormal, gradients are finite; then measures reenacted frames per second with the source
@@ -6,17 +6,35 @@ cached (batch 1, 8, 32) and the throughput of a plain training step (reconstruct
 Adam) at batch 32 in bf16, with peak memory.
 
     python benchmarks/bench_gpu.py [--preset vox256] [--json out.json]
+
+`--train DATA` measures the training step a lease runs (`sfd.training.lease`): the follow-driver
+recipe's losses (region-weighted L1, both read-outs, keypoint flow) with the EMA update, fed by
+the device-resident sampler from the packed corpus DATA (``prepare``'s ``corpus.npz``), for tiny,
+wide64 and demo128 (fresh weights) at the lease's batch and precision: pairs per second, FLOPs per
+pair (forward + backward, `torch.utils.flop_counter`) and the fraction of the chip's dense bf16
+peak; with `--channels-last`, wide64 in channels_last memory format too. `--compare-loader CROPS`
+(on a CPU) puts the per-sample data path (files read by DataLoader workers, mesh.npz beside the
+frames, as before the packed corpus) beside the packed one for the same preset and batch.
+
+    python benchmarks/bench_gpu.py --train .lease/corpus.npz [--device cpu] [--seconds 10]
+    python benchmarks/bench_gpu.py --train .lease/corpus.npz --device cpu --compare-loader CROPS --presets tiny
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from sfd import SFDModel
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+
+# Dense bf16 tensor throughput from the vendors' data sheets, for the fraction of peak.
+BF16_PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12}
 
 
 def sync() -> None:
@@ -39,7 +57,17 @@ def main() -> None:
     parser.add_argument("--preset", default="vox256")
     parser.add_argument("--json", default=None)
     parser.add_argument("--device", default="cuda", help="'cpu' only to dry-run the script itself")
+    parser.add_argument("--train", metavar="CORPUS", help="a packed corpus: measure the lease's training step")
+    parser.add_argument("--presets", nargs="+", default=["tiny", "wide64", "demo128"])
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the lease's")
+    parser.add_argument("--seconds", type=float, default=8.0, help="timed seconds per measurement")
+    parser.add_argument("--compare-loader", metavar="CROPS", help="CPU: crops with mesh.npz, the per-sample path")
+    parser.add_argument("--channels-last", action="store_true", help="GPU: also wide64 with channels_last")
     args = parser.parse_args()
+    if args.train:
+        return train_throughput(args)
+    from sfd import SFDModel
+
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: this benchmark needs a GPU")
     dev = torch.device(args.device)
@@ -116,6 +144,100 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)
+
+
+def train_throughput(args) -> None:
+    """The lease's training step per preset (module doc), one table."""
+    import os
+    import tempfile
+
+    from bench_train import _reset_accelerate
+    from sfd.training.lease import _ensure_diffusers, lease_config
+
+    data = Path(args.train).parent
+    _ensure_diffusers(data)
+    if (data / "aux" / "face_mesh.safetensors").is_file():
+        os.environ.setdefault("SFD_AUX_WEIGHTS", str(data / "aux"))
+    from sfd.training.trainer import Trainer
+
+    cuda = args.device.startswith("cuda")
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        name = torch.cuda.get_device_name()
+        peak = next((v for k, v in BF16_PEAK_FLOPS.items() if k in name), None)
+    else:
+        name, peak = "cpu", None
+    plan = [(p, False) for p in args.presets] + ([("wide64", True)] if args.channels_last else [])
+    print(f"device: {name}; torch {torch.__version__}")
+    print("| path | preset | batch | precision | channels_last | pairs/s | GFLOP/pair | TFLOP/s | of bf16 peak | peak GiB |")
+    print("| --- | --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    preloaded = None
+    with tempfile.TemporaryDirectory() as scratch:
+        for preset, channels_last in plan:
+            _reset_accelerate()
+            config = lease_config(data, 1.0, Path(scratch) / preset, None, preset, False, args.device, args.batch_size)
+            config = config.replace(packed_data=args.train, channels_last=channels_last, motion_watch_clips=0,
+                                    eval_split=None)
+            try:
+                trainer = Trainer(config, preloaded=preloaded)
+                preloaded = preloaded or trainer.packed
+                row = _measure(trainer, args.seconds, cuda)
+            except Exception as error:  # one preset failing (memory, say) must not hide the others
+                print(f"| packed | {preset} | {config.batch_size} | failed: {type(error).__name__}: {error} |")
+                continue
+            print(_row("packed", preset, config, row, peak), flush=True)
+            del trainer
+            if cuda:
+                torch.cuda.empty_cache()
+        if args.compare_loader:
+            for preset in args.presets:
+                _reset_accelerate()
+                config = lease_config(data, 1.0, Path(scratch) / "loader", None, preset, False, args.device,
+                                      args.batch_size).replace(packed_data=None, data_root=args.compare_loader,
+                                                               manifest=[str(Path(args.compare_loader) / "manifest.csv")]
+                                                               if (Path(args.compare_loader) / "manifest.csv").is_file()
+                                                               else None, motion_watch_clips=0, eval_split=None,
+                                                               num_workers=1, channels_last=False)
+                print(_row("files + workers", preset, config, _measure(Trainer(config), args.seconds, cuda), peak),
+                      flush=True)
+
+
+def _measure(trainer, seconds: float, cuda: bool) -> dict:
+    """Pairs per second of batches + training step + EMA update over `seconds`, and FLOPs per pair."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    batches = trainer._batches()
+    batch_size = trainer.config.batch_size
+
+    def step() -> None:
+        trainer.training_step(next(batches))
+        trainer.ema.update(trainer.model)
+
+    for _ in range(3):  # warm-up: kernels chosen, workers started
+        step()
+    with FlopCounterMode(display=False) as counter:
+        step()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    sync()
+    start, steps = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        step()
+        steps += 1
+        if steps % 10 == 0:
+            sync()
+    sync()
+    elapsed = time.perf_counter() - start
+    return {"pairs_per_second": steps * batch_size / elapsed, "flops_per_pair": counter.get_total_flops() / batch_size,
+            "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")}
+
+
+def _row(path: str, preset: str, config, row: dict, peak: float | None) -> str:
+    achieved = row["pairs_per_second"] * row["flops_per_pair"]
+    share = f"{100 * achieved / peak:.1f} %" if peak else "-"
+    return (f"| {path} | {preset} | {config.batch_size} | {config.mixed_precision} | {config.channels_last} | "
+            f"{row['pairs_per_second']:.0f} | {row['flops_per_pair'] / 1e9:.2f} | {achieved / 1e12:.2f} | {share} | "
+            f"{row['peak_gib']:.2f} |")
 
 
 if __name__ == "__main__":

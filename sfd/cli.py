@@ -110,7 +110,7 @@ def _crop_kwargs(args) -> dict:
 
 def _atlas(args):
     """The direction atlas stored with the weights (None when they have none)."""
-    from .pipeline.sfd_pipeline import BUNDLED_WEIGHTS
+    from .models import BUNDLED_WEIGHTS
     from .semantics import Atlas
 
     return Atlas.load(args.weights or BUNDLED_WEIGHTS, revision=args.revision)
@@ -119,7 +119,7 @@ def _atlas(args):
 def run(args) -> str:
     from .media import probe_video, save_image
     from .pipeline import SFDPipeline
-    from .semantics.direction_atlas import check_expression_strength
+    from .expression_strength import check_expression_strength
 
     if args.command == "animate":  # a bad strength stops before the weights load
         check_expression_strength(args.expression_strength)

@@ -7,6 +7,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from pathlib import Path  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -25,3 +26,19 @@ def faces_dir() -> Path:
     if not FACES.is_dir():
         pytest.skip(f"shared face data not found at {FACES}")
     return FACES
+
+
+def gradient_frames(n: int, h: int, w: int) -> np.ndarray:
+    """Smooth, distinct frames (compress well, easy to compare after H.264)."""
+    y = np.linspace(0, 255, h, dtype=np.float32)[:, None]
+    x = np.linspace(0, 255, w, dtype=np.float32)[None, :]
+    frames = np.empty((n, h, w, 3), np.uint8)
+    for i in range(n):
+        frames[i, ..., 0] = np.broadcast_to(x, (h, w))
+        frames[i, ..., 1] = np.broadcast_to(y, (h, w))
+        frames[i, ..., 2] = (i * 255) // max(1, n - 1)
+    return frames
+
+
+def listing(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())

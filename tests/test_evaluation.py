@@ -14,8 +14,6 @@ from sfd import SFDModel
 from sfd.errors import SFDError, WeightsError
 from sfd.evaluation import (
     LPIPS,
-    IdentityEncoder,
-    LandmarkDetector,
     aed,
     akd,
     cross_identity_pairs,
@@ -30,9 +28,9 @@ from sfd.evaluation import (
     psnr,
     ssim,
 )
-from sfd.evaluation.convert import convert_landmarks, convert_lpips
-from sfd.evaluation.identity import build_arcface
-from sfd.evaluation.landmarks import build_fan, decode_heatmaps
+from sfd.pretrained.arcface import IdentityEncoder, build_arcface
+from sfd.pretrained.convert import convert_landmarks, convert_lpips
+from sfd.pretrained.fan import LandmarkDetector, build_fan, decode_heatmaps
 from sfd.media import ffmpeg_exe, read_video
 
 try:  # the independent reference for PSNR and SSIM (a test dependency)

@@ -28,7 +28,7 @@ from sfd.training import (CheckpointManager, ModelEMA, Trainer, TrainingConfig, 
                           vgg19_features)
 from sfd.training.checkpointing import flatten_optimizer_state, unflatten_optimizer_state
 from sfd.training.cli import build_parser, config_from_args
-from sfd.training.convert_vgg19 import convert_vgg19
+from sfd.pretrained.vgg19 import convert_vgg19
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"  # as conftest's faces_dir
 SIZE = 64  # the tiny preset's

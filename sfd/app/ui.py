@@ -14,7 +14,7 @@ from pathlib import Path
 import gradio as gr
 
 from ..face import DEFAULT_OFFSET_X, DEFAULT_OFFSET_Y, DEFAULT_SCALE
-from ..semantics.direction_atlas import MAX_EXPRESSION_STRENGTH
+from ..expression_strength import MAX_EXPRESSION_STRENGTH
 from .gpu import gpu_task
 from .handlers import AppHandlers
 from .sliders import EXPRESSION_SLIDERS, motion_groups, slider_label

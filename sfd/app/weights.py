@@ -16,7 +16,8 @@ from ..errors import WeightsError
 from ..face import load_face_detector
 from ..models import SFDModel
 from ..pipeline import SFDPipeline
-from ..pipeline.sfd_pipeline import BUNDLED_WEIGHTS, default_device
+from ..models import BUNDLED_WEIGHTS
+from ..pipeline.sfd_pipeline import default_device
 from ..semantics.calibration import Calibration
 from ..semantics.direction_atlas import Atlas
 
@@ -25,9 +26,9 @@ log = logging.getLogger(__name__)
 BUNDLED_PRESET = "tiny"
 BUNDLED_SEED = 0  # the untrained default is the same model on every start and machine
 BUNDLED_NAME = "untrained tiny preset: no trained weights are bundled yet; faces will barely move"
-BUNDLED_TRAINED_NAME = ("bundled demo model sfd-demo64: a small 64 px model trained for 4 hours on a CPU, "
-                        "not the paper's; on new faces it follows head motion and, partly, the mouth, "
-                        "not the eyes (non-commercial research demo)")
+BUNDLED_TRAINED_NAME = ("bundled demo model sfd-demo64: a small 64 px model trained for 4 hours on a CPU and "
+                        "9 minutes on a GPU, not the paper's; on new faces it follows head motion and most of "
+                        "the mouth, not the eyes (non-commercial research demo)")
 
 
 @dataclass

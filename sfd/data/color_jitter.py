@@ -19,14 +19,20 @@ _RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.2
 _YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
 
 
+def _luma(x: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) luma of RGB images; weights as Python numbers, so no small tensor is copied to a GPU per call."""
+    return x[:, 0:1] * _LUMA[0] + x[:, 1:2] * _LUMA[1] + x[:, 2:3] * _LUMA[2]
+
+
 @dataclass
 class JitterFactors:
-    """Per-image factors, each (B,): brightness/contrast/saturation multipliers, hue angle in radians."""
+    """Per-image factors, each (B,): brightness/contrast/saturation multipliers, hue angle in radians
+    (None when hue jitter is off: no (I, Q) rotation at all)."""
 
     brightness: torch.Tensor
     contrast: torch.Tensor
     saturation: torch.Tensor
-    hue: torch.Tensor
+    hue: torch.Tensor | None
 
 
 class ColorJitter:
@@ -56,7 +62,8 @@ class ColorJitter:
             return (centre + strength * u).to(device or gen_device)
 
         return JitterFactors(brightness=uniform(self.brightness, 1.0), contrast=uniform(self.contrast, 1.0),
-                             saturation=uniform(self.saturation, 1.0), hue=uniform(self.hue * math.pi, 0.0))
+                             saturation=uniform(self.saturation, 1.0),
+                             hue=uniform(self.hue * math.pi, 0.0) if self.hue > 0 else None)
 
     @staticmethod
     def apply(images: torch.Tensor, factors: JitterFactors) -> torch.Tensor:
@@ -65,12 +72,11 @@ class ColorJitter:
         x = (images.float() + 1) * 0.5
         view = (-1, 1, 1, 1)
         x = x * factors.brightness.view(view)
-        luma = torch.tensor(_LUMA, device=x.device).view(1, 3, 1, 1)
-        gray = (x * luma).sum(1, keepdim=True)
+        gray = _luma(x)
         x = (x - gray.mean(dim=(2, 3), keepdim=True)) * factors.contrast.view(view) + gray.mean(dim=(2, 3), keepdim=True)
-        gray = (x * luma).sum(1, keepdim=True)
+        gray = _luma(x)
         x = gray + (x - gray) * factors.saturation.view(view)
-        if bool((factors.hue != 0).any()):
+        if factors.hue is not None:  # decided on the host: no device sync
             cos, sin = torch.cos(factors.hue), torch.sin(factors.hue)
             one, zero = torch.ones_like(cos), torch.zeros_like(cos)
             rotation = torch.stack([torch.stack([one, zero, zero], -1), torch.stack([zero, cos, -sin], -1),

@@ -12,7 +12,6 @@ in the input, ``input = theta @ (x, y, 1)``. So content at input position p land
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -30,14 +29,22 @@ def similarity_matrix(angle_deg: float, scale: float = 1.0, shift_x: float = 0.0
     """``theta`` (2, 3) that turns a square frame's content by `angle_deg` about the centre (positive:
     clockwise on screen), scales it by `scale` and then moves it by (`shift_x`, `shift_y`) fractions
     of the side (positive: right, down)."""
-    a = math.radians(angle_deg)
-    cos, sin = math.cos(a), math.sin(a)
-    # Forward map of the content: out = scale * R @ in + t, with t in normalised units (side = 2).
-    forward = torch.tensor([[scale * cos, -scale * sin, 2.0 * shift_x],
-                            [scale * sin, scale * cos, 2.0 * shift_y],
-                            [0.0, 0.0, 1.0]], dtype=torch.float64)
-    # affine_grid wants the way back: where each output pixel reads from.
-    return torch.linalg.inv(forward)[:2].float()
+    values = torch.tensor([[angle_deg, scale, shift_x, shift_y]], dtype=torch.float64)
+    return similarity_matrices(*values.unbind(1))[0].float()
+
+
+def similarity_matrices(angle_deg: torch.Tensor, scale: torch.Tensor, shift_x: torch.Tensor,
+                        shift_y: torch.Tensor) -> torch.Tensor:
+    """`similarity_matrix` for a batch: (B,) tensors -> ``theta`` (B, 2, 3) in their dtype and device."""
+    a = torch.deg2rad(angle_deg)
+    cos, sin = torch.cos(a), torch.sin(a)
+    # Forward map of the content: out = scale * R @ in + t (t in normalised units, side = 2). affine_grid
+    # wants the way back, where each output pixel reads from: in = R^T (out - t) / scale.
+    inv_cos, inv_sin = cos / scale, sin / scale
+    tx, ty = 2.0 * shift_x, 2.0 * shift_y
+    row_x = torch.stack([inv_cos, inv_sin, -(inv_cos * tx + inv_sin * ty)], -1)
+    row_y = torch.stack([-inv_sin, inv_cos, inv_sin * tx - inv_cos * ty], -1)
+    return torch.stack([row_x, row_y], -2)
 
 
 def warped_position(theta: torch.Tensor, xy: torch.Tensor, size: int) -> torch.Tensor:
@@ -102,19 +109,37 @@ class DriverWarp:
 
     def sample_matrix(self, generator: torch.Generator | None = None) -> torch.Tensor:
         """A random similarity ``theta`` (2, 3)."""
-        u = (torch.rand(4, generator=generator, dtype=torch.float64) * 2 - 1).tolist()
-        return similarity_matrix(u[0] * self.rotation_deg, 1.0 + u[1] * self.scale, u[2] * self.shift,
-                                 u[3] * self.shift)
+        u = torch.rand(4, generator=generator, dtype=torch.float64) * 2 - 1
+        return self._matrices(u[None])[0].float()
+
+    def sample_matrices(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """`batch` random similarities (B, 2, 3), drawn on the generator's device (the GPU's own RNG
+        for a batch that lives there)."""
+        device = generator.device if generator is not None else "cpu"
+        u = torch.rand(batch, 4, generator=generator, device=device) * 2 - 1
+        return self._matrices(u)
+
+    def _matrices(self, u: torch.Tensor) -> torch.Tensor:
+        """(B, 2, 3) similarities from uniform draws u (B, 4) in [-1, 1]: angle, scale, shift x, shift y."""
+        return similarity_matrices(u[:, 0] * self.rotation_deg, 1.0 + u[:, 1] * self.scale,
+                                   u[:, 2] * self.shift, u[:, 3] * self.shift)
 
     def sample_displacement(self, size: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
         """A smooth random displacement field (size, size, 2) in normalised units, or None when off."""
+        fields = self.sample_displacements(1, size, generator)
+        return None if fields is None else fields[0]
+
+    def sample_displacements(self, batch: int, size: int, generator: torch.Generator | None = None
+                             ) -> torch.Tensor | None:
+        """`batch` smooth displacement fields (B, size, size, 2), or None when the elastic part is off."""
         if self.elastic_amplitude <= 0:
             return None
-        coarse = torch.rand(1, 2, self.elastic_grid, self.elastic_grid, generator=generator) * 2 - 1
+        device = generator.device if generator is not None else "cpu"
+        coarse = torch.rand(batch, 2, self.elastic_grid, self.elastic_grid, generator=generator, device=device) * 2 - 1
         field = F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=True)
         # Bicubic overshoot can pass the lattice values a little; the amplitude is a bound.
         field = field.clamp(-1, 1) * (2.0 * self.elastic_amplitude)
-        return field[0].permute(1, 2, 0)
+        return field.permute(0, 2, 3, 1)
 
     def __call__(self, image: torch.Tensor, generator: torch.Generator | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -39,6 +39,6 @@ class PairAugmentation:
             pair = pair.flip(-1)
         if self.jitter.enabled:
             factors = self.jitter.sample(1, generator=generator)
-            factors = type(factors)(**{k: v.expand(2) for k, v in vars(factors).items()})
+            factors = type(factors)(**{k: None if v is None else v.expand(2) for k, v in vars(factors).items()})
             pair = self.jitter.apply(pair, factors)
         return pair[0], pair[1], flipped

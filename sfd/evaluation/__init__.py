@@ -12,8 +12,6 @@ Metric functions work on plain arrays: `l1`, `psnr`, `ssim`, `lpips`, `akd`, `ae
 from .cli import main
 from .dataset import TestVideo, find_test_videos
 from .evaluator import Evaluator, cross_identity_pairs, evaluate
-from .identity import IdentityEncoder
-from .landmarks import LandmarkDetector
 from .lpips_network import LPIPS, lpips
 from .metrics import aed, akd, identity_similarity, l1, motion_error, psnr, ssim
 from .report import COLUMNS, markdown_table, to_json, write_report
@@ -21,9 +19,7 @@ from .report import COLUMNS, markdown_table, to_json, write_report
 __all__ = [
     "COLUMNS",
     "Evaluator",
-    "IdentityEncoder",
     "LPIPS",
-    "LandmarkDetector",
     "TestVideo",
     "aed",
     "akd",

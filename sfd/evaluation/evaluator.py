@@ -33,10 +33,11 @@ from ..face import CropBox, FaceTracker, load_face_detector
 from ..face import crop as crop_image
 from ..models import SFDModel
 from ..pipeline import SFDPipeline, SourceFace
-from . import face_motion, metrics
+from ..pretrained.arcface import IdentityEncoder
+from ..pretrained.fan import LandmarkDetector
+from .face_motion import following
+from .metrics import aed, akd, identity_similarity, l1, motion_error, psnr, ssim
 from .dataset import TestVideo, find_test_videos
-from .identity import IdentityEncoder
-from .landmarks import LandmarkDetector
 from .lpips_network import LPIPS, default_lpips, load_lpips, lpips
 from .report import COLUMNS
 
@@ -51,9 +52,9 @@ _MISSING = {
     "lpips": "no LPIPS weights: the default LPIPS-AlexNet comes from `python -m sfd weights fetch-aux` "
              "(or give --lpips-weights FILE.safetensors)",
     "landmarks": "no landmark network weights given (--landmark-weights: facexlib's FAN as safetensors, "
-                 "see `python -m sfd.evaluation.convert landmarks`)",
+                 "see `python -m sfd.pretrained.convert landmarks`)",
     "identity": "no identity network weights given (--identity-weights: facexlib's ArcFace as safetensors, "
-                "see `python -m sfd.evaluation.convert identity`)",
+                "see `python -m sfd.pretrained.convert identity`)",
     "landmarks68": "the motion correlations read the 68-point layout of dlib's landmarks (the default)",
 }
 
@@ -176,25 +177,25 @@ class Evaluator:
         for truth, faces in self.animate(source, rest, relative=False):
             baseline = np.broadcast_to(still, truth.shape)
             for prefix, images in (("", faces), ("baseline_", baseline)):
-                own.add(prefix + "l1", metrics.l1(images, truth))
-                own.add(prefix + "psnr", metrics.psnr(images, truth))
-                own.add(prefix + "ssim", metrics.ssim(images, truth))
+                own.add(prefix + "l1", l1(images, truth))
+                own.add(prefix + "psnr", psnr(images, truth))
+                own.add(prefix + "ssim", ssim(images, truth))
                 if self.lpips_network is not None:
                     own.add(prefix + "lpips", lpips(images, truth, self.lpips_network))
             if self.landmarks is not None:
                 truth_points, face_points = self.landmarks(truth), self.landmarks(faces)
-                own.add("akd", metrics.akd(face_points, truth_points))
-                own.add("baseline_akd", metrics.akd(np.broadcast_to(still_points, truth_points.shape), truth_points))
+                own.add("akd", akd(face_points, truth_points))
+                own.add("baseline_akd", akd(np.broadcast_to(still_points, truth_points.shape), truth_points))
                 tracks["faces"].append(face_points)
                 tracks["truth"].append(truth_points)
             if self.identity is not None:
                 truth_identity = self.identity(truth)
-                own.add("aed", metrics.aed(self.identity(faces), truth_identity))
-                own.add("baseline_aed", metrics.aed(np.broadcast_to(still_identity, truth_identity.shape),
+                own.add("aed", aed(self.identity(faces), truth_identity))
+                own.add("baseline_aed", aed(np.broadcast_to(still_identity, truth_identity.shape),
                                                     truth_identity))
         if tracks["faces"] and tracks["faces"][0].shape[1] == 68:  # the correlations read the 68-point layout
-            following = face_motion.following(np.concatenate(tracks["faces"]), np.concatenate(tracks["truth"]))
-            for key, value in following.items():  # one value per video; the baseline does not move: 0
+            followed = following(np.concatenate(tracks["faces"]), np.concatenate(tracks["truth"]))
+            for key, value in followed.items():  # one value per video; the baseline does not move: 0
                 own.add(key, value)
                 own.add("baseline_" + key, 0.0 if np.isfinite(value) else np.nan)
         scores.merge(own)
@@ -220,9 +221,9 @@ class Evaluator:
                 if not len(faces):
                     continue
             if source_embedding is not None:
-                own.add("id_sim", metrics.identity_similarity(self.identity(faces), source_embedding))
+                own.add("id_sim", identity_similarity(self.identity(faces), source_embedding))
             if source_points is not None:
-                own.add("motion_error", metrics.motion_error(self.landmarks(faces), source_points,
+                own.add("motion_error", motion_error(self.landmarks(faces), source_points,
                                                              self.landmarks(driving), reference_points))
         scores.merge(own)
         return {"source": source_video.name, "driver": driving_video.name,

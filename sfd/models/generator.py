@@ -32,8 +32,11 @@ def identity_grid(size: int, device: torch.device, dtype: torch.dtype) -> torch.
 
 def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """Backward-warp `image` by `flow` (B, 2, H, W), an offset in grid_sample's [-1, 1] units."""
-    grid = identity_grid(flow.shape[-1], flow.device, flow.dtype) + flow.permute(0, 2, 3, 1)
-    return F.grid_sample(image, grid.to(image.dtype), mode="bilinear", padding_mode="border", align_corners=False)
+    # The grid in float32 whatever the compute dtype: bfloat16 resolves [-1, 1] only to 1/128, a
+    # quarter pixel at 64 px, which would blur every warp and the motion losses read through it.
+    grid = identity_grid(flow.shape[-1], flow.device, torch.float32) + flow.float().permute(0, 2, 3, 1)
+    out = F.grid_sample(image.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out.to(image.dtype)
 
 
 def upsample2x(x: torch.Tensor) -> torch.Tensor:

@@ -22,8 +22,8 @@ from ..face import crop as crop_image
 from ..face import load_face_detector, paste_back
 from ..face.tracker import FirstFace, find_first_face
 from ..media import VideoReader, VideoWriter, load_image, probe_video
-from ..models import SFDModel
-from ..semantics.direction_atlas import check_expression_strength
+from ..models import BUNDLED_WEIGHTS, SFDModel
+from ..expression_strength import check_expression_strength
 from .animation_result import AnimationResult
 from .detail_transfer import DetailLayer, add_detail, detail_layer, detail_layers
 from .motion_smoother import MotionSmoother
@@ -35,7 +35,6 @@ from .source_face import SourceFace
 MAX_SOURCE_SIDE = 2048
 # The small demo model that ships inside the package (fp16 only, to keep the package small;
 # SFDModel.from_pretrained finds that file by itself).
-BUNDLED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "sfd-demo64"
 # A tracked driver box (driver_box="track"): detect the face in every k-th frame, the smoothed box
 # glides in between.
 DETECT_EVERY = 5

@@ -159,28 +159,31 @@ def polygon_mask(polygons: torch.Tensor, size: int | tuple[int, int], softness: 
     [i, i + 1)).
 
     softness 0: hard 0/1 (even-odd rule, no gradient); > 0: sigmoid of the signed distance to the
-    outline in pixels over `softness`, differentiable w.r.t. the points.
+    outline in pixels over `softness`, differentiable w.r.t. the points. A repeated vertex (a
+    zero-length edge) changes nothing, so polygons of different lengths can share a batch padded.
     """
     height, width = (size, size) if isinstance(size, int) else size
     n, k, _ = polygons.shape
-    ys = torch.arange(height, dtype=polygons.dtype, device=polygons.device) + 0.5
-    xs = torch.arange(width, dtype=polygons.dtype, device=polygons.device) + 0.5
-    py, px = ys.view(1, -1, 1), xs.view(1, 1, -1)
-    inside = torch.zeros(n, height, width, dtype=torch.bool, device=polygons.device)
+    py = (torch.arange(height, dtype=polygons.dtype, device=polygons.device) + 0.5).view(1, 1, -1, 1)
+    px = (torch.arange(width, dtype=polygons.dtype, device=polygons.device) + 0.5).view(1, 1, 1, -1)
+    a, b = polygons, polygons.roll(-1, dims=1)  # edge i runs from vertex i to vertex i + 1
+    ax, ay, bx, by = (t[..., None, None] for t in (a[..., 0], a[..., 1], b[..., 0], b[..., 1]))  # (N, K, 1, 1)
+    # Edges in chunks: all at once is a few dozen operations instead of a dozen per edge (what a
+    # GPU step pays for), and the chunks bound the memory at about 2^24 pixels x edges.
+    chunk = max(1, min(k, 2**24 // max(1, n * height * width)))
+    crossings = torch.zeros(n, height, width, dtype=torch.int32, device=polygons.device)
     nearest = None
-    # one edge at a time keeps memory at N x H x W
-    for i in range(k):
-        a, b = polygons[:, i], polygons[:, (i + 1) % k]
-        ax, ay = a[:, 0].view(-1, 1, 1), a[:, 1].view(-1, 1, 1)
-        bx, by = b[:, 0].view(-1, 1, 1), b[:, 1].view(-1, 1, 1)
-        crosses = (ay > py) != (by > py)
-        x_at = ax + (py - ay) * (bx - ax) / torch.where(by == ay, torch.ones_like(by), by - ay)
-        inside ^= crosses & (px < x_at)
+    for i in range(0, k, chunk):
+        e = slice(i, i + chunk)
+        crosses = (ay[:, e] > py) != (by[:, e] > py)  # (N, c, H, 1)
+        x_at = ax[:, e] + (py - ay[:, e]) * (bx[:, e] - ax[:, e]) / torch.where(by[:, e] == ay[:, e], 1.0, by[:, e] - ay[:, e])
+        crossings += (crosses & (px < x_at)).sum(1, dtype=torch.int32)
         if softness > 0:
-            ex, ey = bx - ax, by - ay
-            t = (((px - ax) * ex + (py - ay) * ey) / (ex * ex + ey * ey).clamp_min(1e-12)).clamp(0, 1)
-            d2 = (px - ax - t * ex).square() + (py - ay - t * ey).square()
+            ex, ey = bx[:, e] - ax[:, e], by[:, e] - ay[:, e]
+            t = (((px - ax[:, e]) * ex + (py - ay[:, e]) * ey) / (ex * ex + ey * ey).clamp_min(1e-12)).clamp(0, 1)
+            d2 = ((px - ax[:, e] - t * ex).square() + (py - ay[:, e] - t * ey).square()).amin(1)
             nearest = d2 if nearest is None else torch.minimum(nearest, d2)
+    inside = crossings % 2 == 1
     if softness <= 0:
         return inside.to(polygons.dtype).unsqueeze(1)
     signed = torch.where(inside, 1.0, -1.0).to(polygons.dtype) * (nearest + 1e-12).sqrt()
@@ -192,11 +195,28 @@ def region_mask(points: torch.Tensor, region: str | list[int], size: int | tuple
     """(N, 1, H, W) mask of a region (a key of REGIONS or a contour of indices) at resolution `size`;
     `points_size` is the (H, W) or side of the image the points are in (default: `size`)."""
     indices = REGIONS[region] if isinstance(region, str) else list(region)
+    return polygon_mask(_in_mask_pixels(points[:, indices], size, points_size), size, softness)
+
+
+def regions_mask(points: torch.Tensor, regions: list[str], size: int | tuple[int, int],
+                 points_size: int | tuple[int, int] | None = None, softness: float = 0.0) -> torch.Tensor:
+    """(N, 1, H, W) union of several regions' masks (keys of REGIONS), drawn as one batch."""
+    longest = max(len(REGIONS[r]) for r in regions)
+    # each contour padded with its last vertex: the extra edges have no length
+    contours = [i for r in regions for i in REGIONS[r] + [REGIONS[r][-1]] * (longest - len(REGIONS[r]))]
+    polygons = _in_mask_pixels(points[:, contours], size, points_size).reshape(-1, longest, 2)
+    masks = polygon_mask(polygons, size, softness)
+    return masks.view(points.shape[0], len(regions), *masks.shape[-2:]).amax(1, keepdim=True)
+
+
+def _in_mask_pixels(points: torch.Tensor, size, points_size) -> torch.Tensor:
+    """(N, K, 2) x, y of `points` (N, K, >=2) moved from `points_size` pixels to `size` pixels."""
     height, width = (size, size) if isinstance(size, int) else size
     source = points_size if points_size is not None else (height, width)
     source_h, source_w = (source, source) if isinstance(source, int) else source
-    polygon = points[:, indices, :2] * points.new_tensor([width / source_w, height / source_h])
-    return polygon_mask(polygon, (height, width), softness)
+    if (source_w, source_h) == (width, height):
+        return points[..., :2]
+    return torch.stack([points[..., 0] * (width / source_w), points[..., 1] * (height / source_h)], -1)
 
 
 def mouth_mask(points: torch.Tensor, size, points_size=None, softness: float = 0.0,

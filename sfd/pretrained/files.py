@@ -97,7 +97,7 @@ def read_safetensors(path: str | Path, what: str) -> tuple[dict[str, torch.Tenso
     path = Path(path).expanduser()
     if path.suffix in PICKLE_SUFFIXES:
         raise WeightsError(f"{what}: {path} is a pickle checkpoint; sfd reads safetensors only (`{FETCH_COMMAND}` "
-                           f"converts the networks sfd uses, `python -m sfd.evaluation.convert` the optional ones)")
+                           f"converts the networks sfd uses, `python -m sfd.pretrained.convert` the optional ones)")
     if not path.is_file():
         raise WeightsError(f"{what}: no weights file at {path}")
     try:

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from ..errors import SFDError, WeightsError
+from ..expression_strength import check_expression_strength
 from ..media import save_image
 from ..models import SFDModel
 from .calibration import Calibration
@@ -59,7 +60,6 @@ DEFAULT_PREVIEW_STEPS = 5
 DEFAULT_PREVIEW_SIZE = 80
 # Steps along a direction, as fractions of k_std (both signs): two sizes show whether it is linear.
 STEP_FRACTIONS = (1.0, 0.5)  # +-k first: the flow is read there
-MAX_EXPRESSION_STRENGTH = 3.0
 
 
 @dataclass
@@ -98,11 +98,6 @@ class AtlasDirection:
         if self.preview is not None:
             data["preview"] = self.preview
         return data
-
-
-def check_expression_strength(strength: float) -> None:
-    if not math.isfinite(strength) or not 0.0 <= strength <= MAX_EXPRESSION_STRENGTH:
-        raise SFDError(f"expression strength must lie in [0, {MAX_EXPRESSION_STRENGTH:g}], got {strength}")
 
 
 @dataclass

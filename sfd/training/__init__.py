@@ -6,18 +6,22 @@
 or ``python -m sfd.training --config cfg.yaml`` (see `sfd.training.cli`).
 """
 
-from sfd.pretrained.vgg16 import VGG16PerceptualLoss
-
-from .adversarial_loss import discriminator_adversarial_loss, generator_adversarial_loss, r1_penalty
-from .checkpointing import CheckpointManager
-from .cli import main
-from .config import TrainingConfig
-from .descriptor_losses import appearance_consistency_loss, identity_consistency_loss
-from .ema import ModelEMA
-from .evaluation import reconstruction_l1
-from .image_grid import sample_grid
-from .trainer import Trainer, TrainResult, train
-from .vgg19_perceptual_loss import VGG19PerceptualLoss, vgg19_features
+# Where each public name lives; imported on first use (see `__getattr__`), so that the lease
+# command (`python -m sfd.training.lease`) starts without diffusers.
+_HOMES = {
+    "VGG16PerceptualLoss": "sfd.pretrained.vgg16",
+    "discriminator_adversarial_loss": ".adversarial_loss", "generator_adversarial_loss": ".adversarial_loss",
+    "r1_penalty": ".adversarial_loss",
+    "CheckpointManager": ".checkpointing",
+    "main": ".cli",
+    "TrainingConfig": ".config",
+    "appearance_consistency_loss": ".descriptor_losses", "identity_consistency_loss": ".descriptor_losses",
+    "ModelEMA": ".ema",
+    "reconstruction_l1": ".evaluation",
+    "sample_grid": ".image_grid",
+    "Trainer": ".trainer", "TrainResult": ".trainer", "train": ".trainer",
+    "VGG19PerceptualLoss": "sfd.pretrained.vgg19", "vgg19_features": "sfd.pretrained.vgg19",
+}
 
 __all__ = [
     "CheckpointManager",
@@ -38,3 +42,11 @@ __all__ = [
     "train",
     "vgg19_features",
 ]
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_HOMES[name], __name__), name)

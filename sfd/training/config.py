@@ -41,6 +41,9 @@ class TrainingConfig:
     warp_shift: float = 0.1
     warp_elastic: float = 0.0  # amplitude of a smooth random displacement on top (0: off)
     eval_root: str | None = None  # held-out crops (eval_root/eval_split); None: data_root
+    # A packed corpus file (sfd.data.packed_corpus) instead of data_root/eval_root: frames, mesh points and
+    # augmentation on the training device, a batch an index draw (no DataLoader workers, no mesh.npz files).
+    packed_data: str | None = None
     motion_watch_clips: int = 4  # held-out clips for the motion-following measures at each evaluation (0: off)
 
     # ---- model
@@ -92,12 +95,14 @@ class TrainingConfig:
     max_minutes: float | None = None  # also stop after this much wall time (equal-time comparisons)
     mixed_precision: str = "no"  # "no", "fp16" or "bf16" (bf16 recommended on GPUs that have it)
     cpu: bool = False  # train on the CPU even when a GPU is present
+    channels_last: bool = False  # NHWC activations (faster convolutions on tensor-core GPUs)
     ema_decay: float = 0.999
     ema_warmup: bool = True  # decay min(ema_decay, (1 + step) / (10 + step)): early EMAs are usable
     seed: int = 0
 
     # ---- logging and checkpoints
     log_with: str | None = "tensorboard"  # an accelerate tracker name, or None
+    progress: bool = True  # a progress bar on the terminal
     log_interval: int = 50
     image_interval: int = 500
     eval_interval: int = 1000

@@ -26,6 +26,10 @@ from ..data.mesh_points import NUM_POINTS
 from ..models.generator import identity_grid
 from ..pretrained.face_mesh_regions import REGIONS
 
+# The read-out heads are training-time only: a checkpoint keeps them beside its weights in these files.
+READOUT_FILE = "readout.safetensors"
+EXPRESSION_READOUT_FILE = "expression_readout.safetensors"  # the non-rigid twin
+
 
 def sample_at(field: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     """Values of `field` (B, C, H, W) at `points` (B, K, 2) in [-1, 1] units -> (B, K, C)."""

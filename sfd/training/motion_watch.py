@@ -31,6 +31,12 @@ from sfd.media import load_image
 from sfd.pretrained import face_mesh_regions as regions
 
 
+def to_model_size(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 frames (F, 3, S, S) -> float (F, 3, size, size) in [-1, 1], area-resized."""
+    return F.interpolate(images.float() / 127.5 - 1, size=(size, size), mode="bilinear", antialias=True,
+                         align_corners=False)
+
+
 def mesh_measures(points: torch.Tensor) -> dict[str, np.ndarray]:
     """Mouth opening, eye opening, face centre x / y (in inter-ocular units) and roll of (N, 468, 3) points."""
     iod = regions.inter_ocular(points)
@@ -42,20 +48,31 @@ def mesh_measures(points: torch.Tensor) -> dict[str, np.ndarray]:
 
 
 class MotionWatch:
-    """The measures above for a model, on `clips` clips of `root/split` (frame folders with mesh.npz).
+    """The measures above for a model, on held-out clips.
 
     Args:
-        root, split: held-out crops (e.g. ``crops128_test``, ``test``).
-        size: the model's size.
-        clips: how many clips (the first ones by name); frames: how many frames of each, evenly spaced.
+        clips: ``(images, points)`` per clip: frames (F, 3, size, size) in [-1, 1] and their mesh
+            points (F, 468, 3) in [-1, 1] crop units (`from_folder` reads them from crops on disk).
+        mesh: the `FaceMesh` that reads the outputs (default: the converted one); it is moved to the
+            model's device at each call, so model, frames and mesh may start anywhere.
     """
 
-    def __init__(self, root: str | Path, split: str, size: int, clips: int = 4, frames: int = 32):
+    def __init__(self, clips: list[tuple[torch.Tensor, np.ndarray]], mesh=None):
         from sfd.pretrained.face_mesh import FaceMesh
 
-        self.mesh = FaceMesh.from_pretrained()
-        self.size = size
+        self.mesh = mesh if mesh is not None else FaceMesh.from_pretrained()
         self.clips: list[tuple[torch.Tensor, dict[str, np.ndarray]]] = []
+        for images, points in clips:
+            points = torch.as_tensor(points, dtype=torch.float32)
+            self.clips.append((images, {**mesh_measures(points.cpu()), "points": points[..., :2].cpu().numpy()}))
+        self.size = self.clips[0][0].shape[-1] if self.clips else 0
+
+    @classmethod
+    def from_folder(cls, root: str | Path, split: str, size: int, clips: int = 4, frames: int = 32,
+                    mesh=None) -> "MotionWatch":
+        """`clips` clips of `root/split` (frame folders with mesh.npz; the first ones by name), `frames`
+        frames of each, evenly spaced, resized to the model's `size`."""
+        chosen_clips = []
         folder = Path(root) / split
         for clip in find_clips(folder) if folder.is_dir() else []:
             files = frame_files(clip) if clip.is_dir() else []
@@ -64,12 +81,10 @@ class MotionWatch:
                 continue
             chosen = np.linspace(0, len(files) - 1, frames).round().astype(int)
             images = torch.stack([torch.from_numpy(np.array(load_image(files[i]))).permute(2, 0, 1) for i in chosen])
-            images = F.interpolate(images.float() / 127.5 - 1, size=(size, size), mode="bilinear",
-                                   antialias=True, align_corners=False)
-            points = torch.from_numpy(found[0][chosen])
-            self.clips.append((images, {**mesh_measures(points), "points": points[..., :2].numpy()}))
-            if len(self.clips) == clips:
+            chosen_clips.append((to_model_size(images, size), found[0][chosen]))
+            if len(chosen_clips) == clips:
                 break
+        return cls(chosen_clips, mesh)
 
     def __bool__(self) -> bool:
         return bool(self.clips)
@@ -77,6 +92,7 @@ class MotionWatch:
     @torch.no_grad()
     def __call__(self, model) -> dict[str, float]:
         device = next(model.parameters()).device
+        mesh = self.mesh.to(device)
         was_training = model.training
         model.eval()
         follow: dict[str, list[float]] = {"mouth_corr": [], "mouth_amplitude": [], "eye_corr": [], "pose_corr": [],
@@ -90,7 +106,7 @@ class MotionWatch:
             outputs = model.generate(latents, source.features).clamp(-1, 1)
             shuffled = model.generate(latents.roll(1, 0), source.features).clamp(-1, 1)
             sensitivity.append((outputs - shuffled).abs().mean().item() / 2)
-            points = self.mesh.on_aligned(outputs.float()).points / self.size * 2
+            points = mesh.on_aligned(outputs.float()).points / self.size * 2
             ours = mesh_measures(points)
             truth = driver["points"][1:]
             error = np.abs(points[1:, :, :2].cpu().numpy() - 1 - truth).sum(-1).mean()  # grid units, as `truth`
@@ -153,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         for weights in args.weights:
             pipe, _ = as_pipeline(weights, device="cpu")
             if watch is None:
-                watch = MotionWatch(args.root, args.split, pipe.size, clips=args.clips, frames=args.frames)
+                watch = MotionWatch.from_folder(args.root, args.split, pipe.size, clips=args.clips, frames=args.frames)
             scores = watch(pipe.model)
             lines.append(f"| {weights} | " + " | ".join(f"{scores[k]:.3f}" for k in keys) + " |")
         text = f"{len(watch.clips)} held-out clips, {args.frames} frames each\n" + "\n".join(lines)
@@ -172,8 +188,7 @@ def readout_table(watch: MotionWatch, checkpoints: list[str]) -> str:
     from sfd.errors import SFDError
     from sfd.models import SFDModel
 
-    from .motion_losses import MotionReadout
-    from .trainer import EXPRESSION_READOUT_FILE, READOUT_FILE
+    from .motion_losses import EXPRESSION_READOUT_FILE, READOUT_FILE, MotionReadout
 
     keys = ("mouth_corr", "eye_corr", "centre_x_corr", "centre_y_corr")
     lines = ["Read-outs from the motion descriptors (the checkpoint's model/ weights, which they were trained with):",

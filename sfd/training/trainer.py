@@ -14,6 +14,7 @@ It runs as it is on one CPU or GPU, and on several GPUs or nodes under ``acceler
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
@@ -30,24 +31,23 @@ from sfd.data.mesh_points import NUM_POINTS
 from sfd.errors import SFDError, WeightsError
 from sfd.models import Discriminator, SFDModel, widen
 from sfd.pretrained.face_mesh import FaceMesh
-from sfd.pretrained.face_mesh_regions import eyes_mask, mouth_mask
+from sfd.pretrained.face_mesh_regions import regions_mask
 from sfd.pretrained.vgg16 import VGG16PerceptualLoss
+from sfd.pretrained.vgg19 import VGG19PerceptualLoss
 
 from .adversarial_loss import discriminator_adversarial_loss, generator_adversarial_loss, r1_penalty
 from .checkpointing import CheckpointManager
-from .motion_losses import (MotionReadout, keypoint_flow_loss, landmark_loss, non_rigid_offsets, point_weights,
-                            readout_loss, region_weighted_l1, warp_flow_loss)
+from .motion_losses import (EXPRESSION_READOUT_FILE, READOUT_FILE, MotionReadout, keypoint_flow_loss, landmark_loss,
+                            non_rigid_offsets, point_weights, readout_loss, region_weighted_l1, warp_flow_loss)
 from .motion_watch import MotionWatch
+from .packed_data import load_packed_data
 from .config import CONFIG_FILE, TrainingConfig
 from .descriptor_losses import appearance_consistency_loss, identity_consistency_loss
 from .ema import ModelEMA
 from .evaluation import reconstruction_l1
 from .image_grid import sample_grid
-from .vgg19_perceptual_loss import VGG19PerceptualLoss
 
 log = logging.getLogger("sfd.training")
-READOUT_FILE = "readout.safetensors"  # the training-time motion read-out, beside a checkpoint's weights
-EXPRESSION_READOUT_FILE = "expression_readout.safetensors"  # its non-rigid twin
 EXPRESSION_SCALE = 0.01  # a typical non-rigid offset of a lip or lid point, [-1, 1] units
 
 
@@ -85,12 +85,15 @@ class Trainer:
     accelerate), `ema`, `generator_optimizer`, `discriminator_optimizer`, `step`, `accelerator`.
     """
 
-    def __init__(self, config: TrainingConfig):
+    def __init__(self, config: TrainingConfig, preloaded=None):
+        """`preloaded`: a `PackedData` of an earlier trainer on the same packed corpus, whose decoded
+        frames and mesh points this one uses again (benchmarks of several models)."""
         from accelerate import Accelerator
         from accelerate.utils import set_seed
 
-        if config.data_root is None:
-            raise SFDError("no data_root given: the folder with train/ (and test/) clip folders")
+        if config.data_root is None and config.packed_data is None:
+            raise SFDError("no data_root given: the folder with train/ (and test/) clip folders (or packed_data, "
+                           "a packed corpus file)")
         self.config = config
         self.output_dir = Path(config.output_dir)
         log_with = config.log_with
@@ -115,24 +118,26 @@ class Trainer:
         discriminator = Discriminator(size=mc.size,
                                       channel_base=config.discriminator_channel_base or mc.channel_base,
                                       max_channels=config.discriminator_max_channels or mc.max_channels)
+        model.to(acc.device), discriminator.to(acc.device)  # before the optimizers: fused Adam wants them there
         self.ema = ModelEMA(model, config.ema_decay, config.ema_warmup)
         self.ema.model.to(acc.device)
         betas = tuple(config.adam_betas)
-        generator_optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, betas=betas,
-                                               eps=config.adam_eps)
+        # Fused Adam on a GPU: one kernel for all parameters instead of several per tensor.
+        adam = functools.partial(torch.optim.Adam, eps=config.adam_eps, fused=True if acc.device.type == "cuda" else None)
+        if config.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        generator_optimizer = adam(model.parameters(), lr=config.learning_rate, betas=betas)
         # The motion read-out is a training-time head (not exported): its own optimizer, so that the
         # generator's optimizer state keeps the layout of the model's parameters.
         self.readout = self.expression_readout = None
         if config.readout_weight > 0:
             self.readout = MotionReadout(mc.motion_dim, NUM_POINTS).to(acc.device)
-            self.readout_optimizer = torch.optim.Adam(self.readout.parameters(), lr=1e-3, eps=config.adam_eps)
+            self.readout_optimizer = adam(self.readout.parameters(), lr=1e-3)
         if config.expression_readout_weight > 0:
             self.expression_readout = MotionReadout(mc.motion_dim, NUM_POINTS).to(acc.device)
-            self.expression_readout_optimizer = torch.optim.Adam(self.expression_readout.parameters(), lr=1e-3,
-                                                                 eps=config.adam_eps)
-        discriminator_optimizer = torch.optim.Adam(discriminator.parameters(),
-                                                   lr=config.discriminator_learning_rate or config.learning_rate,
-                                                   betas=betas, eps=config.adam_eps)
+            self.expression_readout_optimizer = adam(self.expression_readout.parameters(), lr=1e-3)
+        discriminator_optimizer = adam(discriminator.parameters(),
+                                       lr=config.discriminator_learning_rate or config.learning_rate, betas=betas)
 
         # ---- losses that hold networks
         self.perceptual = self._perceptual_loss(config)
@@ -148,37 +153,28 @@ class Trainer:
         if config.augment:
             augmentation = PairAugmentation(flip_prob=config.flip_prob, brightness=config.color_jitter,
                                             contrast=config.color_jitter, saturation=config.color_jitter)
-        if config.manifest or config.warp_prob > 0 or config.needs_mesh:
-            warp = DriverWarp(rotation_deg=config.warp_rotation_deg, scale=config.warp_scale, shift=config.warp_shift,
-                              elastic_amplitude=config.warp_elastic)
-            self.train_dataset = IdentityPairDataset(
-                config.data_root, config.train_split, size=mc.size, manifest=config.manifest,
-                augmentation=augmentation, driver_warp=warp, warp_prob=config.warp_prob,
-                still_share=config.still_share, pairs_per_identity=config.pairs_per_clip,
-                min_frame_gap=config.min_frame_gap, cache_bytes=config.frame_cache_mb * 2**20,
-                mesh=config.needs_mesh)
+        warp = DriverWarp(rotation_deg=config.warp_rotation_deg, scale=config.warp_scale, shift=config.warp_shift,
+                          elastic_amplitude=config.warp_elastic)
+        self.packed = self.sampler = self.eval_pairs = self.motion_watch = None
+        if config.packed_data:
+            # Frames, points and augmentation on the device: a batch is an index draw (packed_data.py).
+            self.packed = packed = load_packed_data(config, mc.size, acc.device, augmentation, warp, mesh=self.face_mesh,
+                                                    preloaded=preloaded)
+            self.sampler, self.eval_pairs, self.motion_watch = packed.train, packed.eval_pairs, packed.watch
+            self.sample_generator = torch.Generator(device=acc.device).manual_seed(config.seed + acc.process_index)
+            self.train_dataset = self.eval_dataset = loader = None
         else:
-            self.train_dataset = FaceVideoDataset(config.data_root, config.train_split, size=mc.size,
-                                                  augmentation=augmentation, pairs_per_clip=config.pairs_per_clip,
-                                                  min_frame_gap=config.min_frame_gap,
-                                                  cache_bytes=config.frame_cache_mb * 2**20)
-        per_step = config.batch_size * acc.num_processes
-        if len(self.train_dataset) < per_step:
-            raise SFDError(f"{len(self.train_dataset)} training pairs cannot fill a batch of {per_step}: "
-                           f"raise pairs_per_clip (pairs per clip or per person, now {config.pairs_per_clip}) "
-                           f"or lower batch_size")
-        loader = DataLoader(self.train_dataset, batch_size=config.batch_size, shuffle=True, drop_last=True,
-                            num_workers=config.num_workers, persistent_workers=config.num_workers > 0,
-                            pin_memory=acc.device.type == "cuda")
-        self.eval_dataset = self._eval_dataset(mc.size)
-        self.motion_watch = None
-        if config.motion_watch_clips > 0 and config.eval_split:
-            watch = MotionWatch(config.eval_root or config.data_root, config.eval_split, mc.size,
-                                clips=config.motion_watch_clips)
-            self.motion_watch = watch if watch else None
+            loader = self._data_loader(config, mc.size, augmentation, warp)
+            self.eval_dataset = self._eval_dataset(mc.size)
+            if config.motion_watch_clips > 0 and config.eval_split:
+                watch = MotionWatch.from_folder(config.eval_root or config.data_root, config.eval_split, mc.size,
+                                                clips=config.motion_watch_clips)
+                self.motion_watch = watch if watch else None
 
-        (self.model, self.discriminator, self.generator_optimizer, self.discriminator_optimizer,
-         self.train_loader) = acc.prepare(model, discriminator, generator_optimizer, discriminator_optimizer, loader)
+        prepared = acc.prepare(model, discriminator, generator_optimizer, discriminator_optimizer,
+                               *([loader] if loader is not None else []))
+        self.model, self.discriminator, self.generator_optimizer, self.discriminator_optimizer = prepared[:4]
+        self.train_loader = prepared[4] if loader is not None else None
         # With mixed precision accelerate wraps forward() to cast outputs to fp32, which cannot
         # rebuild the model's output dataclasses; every forward here already runs under
         # accelerator.autocast(), so the wrapper is removed (in place, under any DDP wrapper).
@@ -208,9 +204,32 @@ class Trainer:
                                    f"VGG16: {error}; or set perceptual_weight 0") from error
         if not config.vgg19_weights:
             raise WeightsError("perceptual_network vgg19 needs vgg19_weights: a .safetensors file, a folder or a Hub "
-                               "repo (make one with python -m sfd.training.convert_vgg19); the default "
+                               "repo (make one with python -m sfd.pretrained.convert vgg19); the default "
                                "perceptual_network vgg16 needs only `python -m sfd weights fetch-aux`")
         return VGG19PerceptualLoss.from_pretrained(config.vgg19_weights, config.vgg19_weights_filename, **kwargs)
+
+    def _data_loader(self, config: TrainingConfig, size: int, augmentation, warp) -> DataLoader:
+        """The per-sample data path: frames read from files in DataLoader workers."""
+        if config.manifest or config.warp_prob > 0 or config.needs_mesh:
+            self.train_dataset = IdentityPairDataset(
+                config.data_root, config.train_split, size=size, manifest=config.manifest,
+                augmentation=augmentation, driver_warp=warp, warp_prob=config.warp_prob,
+                still_share=config.still_share, pairs_per_identity=config.pairs_per_clip,
+                min_frame_gap=config.min_frame_gap, cache_bytes=config.frame_cache_mb * 2**20,
+                mesh=config.needs_mesh)
+        else:
+            self.train_dataset = FaceVideoDataset(config.data_root, config.train_split, size=size,
+                                                  augmentation=augmentation, pairs_per_clip=config.pairs_per_clip,
+                                                  min_frame_gap=config.min_frame_gap,
+                                                  cache_bytes=config.frame_cache_mb * 2**20)
+        per_step = config.batch_size * self.accelerator.num_processes
+        if len(self.train_dataset) < per_step:
+            raise SFDError(f"{len(self.train_dataset)} training pairs cannot fill a batch of {per_step}: "
+                           f"raise pairs_per_clip (pairs per clip or per person, now {config.pairs_per_clip}) "
+                           f"or lower batch_size")
+        return DataLoader(self.train_dataset, batch_size=config.batch_size, shuffle=True, drop_last=True,
+                          num_workers=config.num_workers, persistent_workers=config.num_workers > 0,
+                          pin_memory=self.accelerator.device.type == "cuda")
 
     def _eval_dataset(self, size: int) -> FaceVideoDataset | None:
         split = self.config.eval_split
@@ -260,7 +279,10 @@ class Trainer:
         return path
 
     def _batches(self):
-        """Batches forever, epoch after epoch (a new shuffle each)."""
+        """Batches forever, epoch after epoch (a new shuffle each); drawn on the device from packed data."""
+        if self.sampler is not None:
+            while True:
+                yield self.sampler.sample(self.config.batch_size, self.sample_generator)
         for self.epoch in itertools.count(self.epoch):
             if hasattr(self.train_loader, "set_epoch"):
                 self.train_loader.set_epoch(self.epoch)
@@ -271,6 +293,8 @@ class Trainer:
         """Generator then discriminator update on one (micro-)batch; returns the detached loss terms."""
         cfg, acc = self.config, self.accelerator
         source, driving = batch["source"], batch["driving"]
+        if cfg.channels_last:
+            source, driving = (x.contiguous(memory_format=torch.channels_last) for x in (source, driving))
         generator = acc.unwrap_model(self.model)
         # D is called unwrapped on the generator side: it is frozen there, and bypassing DDP
         # keeps its gradient-sync bookkeeping to the discriminator step alone.
@@ -349,10 +373,10 @@ class Trainer:
         total = image.new_zeros(())
         if cfg.warp_flow_weight > 0:
             # Only drivers that are a pure warp of their source (stills) have a known flow everywhere.
+            # (a batch without stills weighs 0 here; no `.any()`, which would wait for the device)
             warped_stills = batch["is_still"].to(image.device)
-            if warped_stills.any():
-                terms["warp_flow"] = warp_flow_loss(out.flow, batch["warp"], valid=warped_stills)
-                total = total + cfg.warp_flow_weight * terms["warp_flow"]
+            terms["warp_flow"] = warp_flow_loss(out.flow, batch["warp"], valid=warped_stills)
+            total = total + cfg.warp_flow_weight * terms["warp_flow"]
         if not cfg.needs_mesh:
             return total
         source_points, driver_points = batch["source_points"], batch["driver_points"]
@@ -379,15 +403,16 @@ class Trainer:
         """(B, 1, size, size): the mouths and eyes (lids included) of the driving and source frames,
         from their mesh points. Both frames, because an output that keeps the source's open mouth or
         eye errs where the source's is; lids, because a closing eye's own contour shrinks to nothing."""
-        masks = []
-        for key in ("driver_points", "source_points"):
-            pixels = (batch[key] + 1) / 2 * size
-            masks += [mouth_mask(pixels, size), eyes_mask(pixels, size, with_lids=True)]
-        mask = torch.stack(masks).amax(0)
+        points = torch.cat([batch["driver_points"], batch["source_points"]])
+        pixels = (points + 1) / 2 * size
+        both = regions_mask(pixels, ["outer_lips", "left_eye_area", "right_eye_area"], size)  # one batched draw
+        mask = torch.maximum(*both.chunk(2))
         return mask * batch["points_valid"].to(mask.dtype)[:, None, None, None]
 
     # ------------------------------------------------------------------ the loop
-    def train(self) -> TrainResult:
+    def train(self, on_step=None) -> TrainResult:
+        """Run to `max_steps` or `max_minutes`; `on_step(trainer)`, if given, is called after every step
+        (e.g. to save weights as the run goes)."""
         cfg, acc = self.config, self.accelerator
         self.maybe_resume()
         if acc.is_main_process:
@@ -405,7 +430,7 @@ class Trainer:
         started, samples = time.perf_counter(), 0
         last_checkpoint = self.checkpoints.latest() if self.resumed_from else None
         bar = None
-        if acc.is_local_main_process:
+        if acc.is_local_main_process and cfg.progress:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=cfg.max_steps, initial=self.step, unit="step", desc="train", dynamic_ncols=True)
@@ -415,8 +440,8 @@ class Trainer:
             batch = next(batches)
             with acc.accumulate(self.model, self.discriminator):
                 terms = self.training_step(batch)
-            for key, value in terms.items():
-                sums[key] = sums.get(key, 0.0) + value.item()
+            for key, value in terms.items():  # summed on the device, read at logging time only
+                sums[key] = sums.get(key, 0.0) + value
                 counts[key] = counts.get(key, 0) + 1
             samples += batch["source"].shape[0] * acc.num_processes
             if not acc.sync_gradients:
@@ -437,6 +462,8 @@ class Trainer:
                 self.evaluate()
             if self.step % cfg.checkpoint_interval == 0:
                 last_checkpoint = self.save_checkpoint()
+            if on_step is not None:
+                on_step(self)
         if bar is not None:
             bar.close()
         if self.eval_history and self.eval_history[-1]["step"] != self.step:
@@ -452,7 +479,7 @@ class Trainer:
     def _log_losses(self, sums: dict, counts: dict, samples_per_second: float) -> dict[str, float]:
         acc = self.accelerator
         keys = sorted(sums)
-        means = torch.tensor([sums[k] / counts[k] for k in keys], device=acc.device)
+        means = torch.stack([torch.as_tensor(sums[k], device=acc.device).float() / counts[k] for k in keys])
         means = acc.reduce(means, reduction="mean") if acc.num_processes > 1 else means
         record = {k: float(v) for k, v in zip(keys, means.tolist())}
         record["samples_per_second"] = samples_per_second
@@ -478,12 +505,13 @@ class Trainer:
     def evaluate(self) -> float | None:
         """Held-out reconstruction L1 of the EMA weights (main process; None without a test split)."""
         acc = self.accelerator
-        if self.eval_dataset is None:
+        pairs = self.eval_pairs if self.eval_pairs is not None else self.eval_dataset
+        if pairs is None:
             return None
         value = None
         if acc.is_main_process:
             dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.config.mixed_precision)
-            value = reconstruction_l1(self.ema.model, self.eval_dataset, batch_size=self.config.batch_size,
+            value = reconstruction_l1(self.ema.model, pairs, batch_size=self.config.batch_size,
                                       device=acc.device, autocast_dtype=dtype)
             record = {"l1": value}
             if self.motion_watch is not None:

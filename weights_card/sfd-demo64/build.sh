@@ -7,7 +7,8 @@
 #   weights_card/sfd-demo64/build.sh CHECKPOINT DATA TEST CORPUS
 #
 # CHECKPOINT: a training checkpoint folder (its ema/ weights are used), e.g.
-#             runs/final/checkpoints/checkpoint-0004000
+#             runs/final/checkpoints/checkpoint-0004000, or a weights folder (what a lease returns:
+#             OUT/weights of `python -m sfd.training.lease run`, as for the committed folder)
 # DATA:       the preprocessed training crops (DATA/train), as `python -m sfd preprocess` wrote them
 #             (the committed folder's: one box per clip, the default, as its last stage trained on)
 # TEST:       the preprocessed crops of the corpus's test identities (TEST/test; one box per clip too)
@@ -36,7 +37,7 @@ python -m sfd atlas "$STAGE/full" --faces "$DATA/train" --no-crop
 python -m sfd export "$STAGE/full" "$STAGE/fp16" --fp16-only --calibration "$STAGE/full/calibration.json"
 python -m sfd evaluate "$STAGE/fp16" "$TEST" --split test --out "$STAGE/eval" --name sfd-demo64 \
     --dataset-name "talking-heads test identities (crops)" --max-frames 48 --cross-identity-pairs 0
-# The figure: a test clip where the mouth's motion shows (mouth r 0.75 on the committed weights).
+# The figure: a test clip where the mouth's motion shows (mouth r 0.88 on the committed weights).
 FIGURE_CLIP=${SFD_FIGURE_CLIP:-clips/099_dpe-s.mp4}
 python -m sfd.evaluation.full_frame "$STAGE/fp16" "$CORPUS/$FIGURE_CLIP" --max-frames 96 \
     --figure docs/heldout_reenactment.png --figure-frames 24 48 72

@@ -9,7 +9,7 @@ Only facexlib's network class is used; the pre-processing is here.
 
 Weights: a safetensors file of that network's state dict (`input_layer.*`, `body.*`,
 `output_layer.*`); depth (50/100/152) and IR vs IR-SE are read from the tensors. Make it from
-facexlib's `recognition_arcface_ir_se50.pth` with ``python -m sfd.evaluation.convert identity IN OUT``.
+facexlib's `recognition_arcface_ir_se50.pth` with ``python -m sfd.pretrained.convert identity IN OUT``.
 
 Face region: the frames are VoxCeleb-style head crops, looser than ArcFace's aligned faces,
 so the central region of each frame (by default rows 35..223 and columns 32..220 of a 256 px
@@ -28,8 +28,9 @@ import torch
 from torch import nn
 
 from ..errors import WeightsError
+from .files import read_safetensors
 from .frames import map_frames
-from .weights import load_strict, read_safetensors, strip_prefix
+from .state_dicts import load_strict, strip_prefix
 
 INPUT_SIZE = 112
 # (x0, y0, x1, y1) of the face region as fractions of the frame: pSp's 256 px crop [35:223, 32:220].

@@ -1,10 +1,12 @@
-"""Convert the evaluation networks' published PyTorch checkpoints to the safetensors files sfd reads.
+"""Convert networks' published PyTorch checkpoints, which no registry package ships, to the
+safetensors files sfd reads.
 
 Usage::
 
-    python -m sfd.evaluation.convert lpips --alexnet alexnet-owt-7be5be79.pth --heads alex.pth lpips_alex.safetensors
-    python -m sfd.evaluation.convert landmarks alignment_WFLW_4HG.pth fan_wflw98.safetensors
-    python -m sfd.evaluation.convert identity recognition_arcface_ir_se50.pth arcface_ir_se50.safetensors
+    python -m sfd.pretrained.convert lpips --alexnet alexnet-owt-7be5be79.pth --heads alex.pth lpips_alex.safetensors
+    python -m sfd.pretrained.convert landmarks alignment_WFLW_4HG.pth fan_wflw98.safetensors
+    python -m sfd.pretrained.convert identity recognition_arcface_ir_se50.pth arcface_ir_se50.safetensors
+    python -m sfd.pretrained.convert vgg19 vgg19-dcbb9e9d.pth vgg19.safetensors
 
 - lpips: torchvision's ImageNet AlexNet and the LPIPS v0.1 linear heads of the `lpips` package
   (`lpips/weights/v0.1/alex.pth`); a full `lpips` model state dict may be given as `--heads` alone.
@@ -12,6 +14,8 @@ Usage::
   `python -m sfd weights fetch-aux`.
 - landmarks: facexlib's Adaptive-Wing FAN (WFLW, 98 points).
 - identity: facexlib's ArcFace IR-SE-50.
+- vgg19: torchvision's ImageNet VGG19, its feature layers up to relu5_1 (about 80 MB instead of
+  550 MB), for ``perceptual_network: vgg19`` in training.
 
 Checkpoints are read with ``torch.load(weights_only=True)`` (tensors and plain containers only:
 no code runs) and checked against the network before anything is written.
@@ -20,6 +24,7 @@ no code runs) and checked against the network before anything is written.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -27,8 +32,8 @@ import torch
 
 from ..errors import run_command
 from ..face.convert_retinaface import load_pth_state_dict
-from . import identity, landmarks, lpips_network
-from .weights import load_strict, strip_prefix
+from . import arcface, fan, lpips, vgg19
+from .state_dicts import load_strict, strip_prefix
 
 
 def _save(network: torch.nn.Module, dst: str | Path, architecture: str, sources: list[Path]) -> Path:
@@ -48,33 +53,45 @@ def convert_lpips(dst: str | Path, alexnet: str | Path | None, heads: str | Path
     state = {}
     for path in sources:
         state.update(strip_prefix(load_pth_state_dict(path)))
-    net = load_strict(lpips_network.LPIPS(), state, "the AlexNet + LPIPS checkpoints",
-                      rename=lpips_network.our_key)
-    return _save(net, dst, lpips_network.ARCHITECTURE, sources)
+    net = load_strict(lpips.LPIPS(), state, "the AlexNet + LPIPS checkpoints", rename=_lpips_key)
+    return _save(net, dst, lpips.ARCHITECTURES["alex"], sources)
+
+
+def _lpips_key(key: str) -> str | None:
+    """Keys of torchvision's AlexNet and of the `lpips` package's model state -> ours."""
+    if key.startswith("classifier."):
+        return None  # torchvision AlexNet's classifier: not part of LPIPS
+    if m := re.fullmatch(r"net\.slice\d\.(\d+)\.(weight|bias)", key):  # the lpips package keeps AlexNet's indices
+        return f"features.{m[1]}.{m[2]}"
+    if m := re.fullmatch(r"lin(\d)\.model\.1\.weight", key):  # lpips: Dropout, then the 1x1 conv
+        return f"lins.{m[1]}.weight"
+    return key
 
 
 def convert_landmarks(src: str | Path, dst: str | Path) -> Path:
     """facexlib's FAN checkpoint -> safetensors."""
-    net = landmarks.load_fan(load_pth_state_dict(src), f"the checkpoint {src}")
-    return _save(net, dst, landmarks.ARCHITECTURE, [Path(src)])
+    net = fan.load_fan(load_pth_state_dict(src), f"the checkpoint {src}")
+    return _save(net, dst, fan.ARCHITECTURE, [Path(src)])
 
 
 def convert_identity(src: str | Path, dst: str | Path) -> Path:
     """facexlib's ArcFace checkpoint -> safetensors."""
-    net = identity.load_arcface(load_pth_state_dict(src), f"the checkpoint {src}")
-    return _save(net, dst, identity.ARCHITECTURE, [Path(src)])
+    net = arcface.load_arcface(load_pth_state_dict(src), f"the checkpoint {src}")
+    return _save(net, dst, arcface.ARCHITECTURE, [Path(src)])
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sfd.evaluation.convert",
-                                     description="Convert evaluation network checkpoints (.pth) to safetensors.")
+    parser = argparse.ArgumentParser(prog="python -m sfd.pretrained.convert",
+                                     description="Convert network checkpoints (.pth) to safetensors.")
     sub = parser.add_subparsers(dest="kind", required=True)
     p = sub.add_parser("lpips", help="AlexNet + LPIPS linear heads")
     p.add_argument("--alexnet", default=None, help="torchvision AlexNet state dict (alexnet-owt-7be5be79.pth)")
     p.add_argument("--heads", required=True, help="LPIPS v0.1 heads (lpips/weights/v0.1/alex.pth)")
     p.add_argument("dst")
-    for kind in ("landmarks", "identity"):
-        q = sub.add_parser(kind, help=f"facexlib's {'FAN (WFLW)' if kind == 'landmarks' else 'ArcFace IR-SE-50'}")
+    helps = {"landmarks": "facexlib's FAN (WFLW)", "identity": "facexlib's ArcFace IR-SE-50",
+             "vgg19": "torchvision's VGG19 (vgg19-dcbb9e9d.pth)"}
+    for kind, text in helps.items():
+        q = sub.add_parser(kind, help=text)
         q.add_argument("src")
         q.add_argument("dst")
     args = parser.parse_args(argv)
@@ -83,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             return f"wrote {convert_lpips(args.dst, args.alexnet, args.heads)}"
         if args.kind == "landmarks":
             return f"wrote {convert_landmarks(args.src, args.dst)}"
+        if args.kind == "vgg19":
+            return f"wrote {vgg19.convert_vgg19(args.src, args.dst)}"
         return f"wrote {convert_identity(args.src, args.dst)}"
 
     return run_command(convert)

@@ -4,8 +4,8 @@ As in LIA (and pix2pixHD/FOMM before it): both images are compared at several sc
 1/4, 1/8), at the relu1_1 ... relu5_1 activations of an ImageNet VGG19, deeper layers weighted
 more. The network is torchvision's ``vgg19`` architecture built with ``weights=None`` and filled
 from a safetensors file: this machine cannot download torchvision's weights, and nothing is
-unpickled. Make that file once with ``python -m sfd.training.convert_vgg19 vgg19-dcbb9e9d.pth
-vgg19.safetensors`` and give its path, a folder holding it, or a Hub repo id that has it.
+unpickled. Make that file once with ``python -m sfd.pretrained.convert vgg19 vgg19-dcbb9e9d.pth
+vgg19.safetensors`` (`convert_vgg19`) and give its path, a folder holding it, or a Hub repo id that has it.
 """
 
 from __future__ import annotations
@@ -121,3 +121,21 @@ class VGG19PerceptualLoss(VGG16PerceptualLoss):
         except Exception as error:
             raise WeightsError(f"cannot read VGG19 weights from {path}: {error}") from error
         return cls(vgg19_features(state_dict), **kwargs)
+
+
+def convert_vgg19(pth_path: str | Path, out_path: str | Path) -> Path:
+    """Write the VGG19 feature weights of a torchvision checkpoint to `out_path` (safetensors)."""
+    from safetensors.torch import save_file
+
+    try:
+        state_dict = torch.load(str(pth_path), map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise WeightsError(f"cannot read {pth_path} as a torchvision state dict: {error}") from error
+    if isinstance(state_dict, dict) and "state_dict" in state_dict:
+        state_dict = state_dict["state_dict"]
+    features = vgg19_features(state_dict)  # checks every needed key and shape
+    tensors = {f"features.{k}": v.contiguous() for k, v in features.state_dict().items()}
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(out_path), metadata={"source": Path(pth_path).name, "architecture": "torchvision vgg19"})
+    return out_path

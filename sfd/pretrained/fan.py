@@ -8,7 +8,7 @@ Only facexlib's network class is used; the pre-processing and the heatmap decodi
 
 Weights: a safetensors file of that network's state dict (`conv1.conv.weight`, `m0.*`, `l0.*`,
 ...); the number of hourglass modules and of landmarks is read from the tensors. Make it from
-facexlib's `alignment_WFLW_4HG.pth` with ``python -m sfd.evaluation.convert landmarks IN OUT``.
+facexlib's `alignment_WFLW_4HG.pth` with ``python -m sfd.pretrained.convert landmarks IN OUT``.
 
 The detector is run on the whole frame (the evaluation's frames are face crops), resized to
 256 x 256: the landmarks come out in pixels of that 256 px frame, whatever the frames' size,
@@ -27,8 +27,9 @@ import torch
 from torch import nn
 
 from ..errors import WeightsError
+from .files import read_safetensors
 from .frames import map_frames
-from .weights import load_strict, read_safetensors, strip_prefix
+from .state_dicts import load_strict, strip_prefix
 
 INPUT_SIZE = 256
 HEATMAP_SIZE = 64  # the network's heatmaps are a quarter of its input

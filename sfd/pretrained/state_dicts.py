@@ -1,21 +1,18 @@
-"""Loading the evaluation networks' weights: safetensors only, checked strictly against the network.
+"""Checking a network's weights strictly against it, for networks whose files people bring.
 
-The evaluation networks (LPIPS' AlexNet and linear heads, the landmark network, the identity
-network) cannot be downloaded here at run time: their weights come from local safetensors
-files. `python -m sfd.evaluation.convert` makes those files from the published PyTorch
-checkpoints without running any pickled code.
+FAN, ArcFace, LPIPS files made by hand and VGG19 cannot be downloaded here at run time: their
+weights come from local safetensors files that `python -m sfd.pretrained.convert` makes from the
+published PyTorch checkpoints without running any pickled code.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..errors import WeightsError
-from ..pretrained.files import PICKLE_SUFFIXES, read_safetensors  # noqa: F401  (re-exported)
 
 def strip_prefix(state: Mapping[str, torch.Tensor], prefix: str = "module.") -> dict[str, torch.Tensor]:
     """Drop a DataParallel-style prefix from every key that has it."""
