@@ -148,16 +148,19 @@ def main() -> None:
 
 def train_throughput(args) -> None:
     """The lease's training step per preset (module doc), one table."""
-    import os
-    import tempfile
-
-    from bench_train import _reset_accelerate
-    from sfd.training.lease import _ensure_diffusers, lease_config
+    from sfd.training.lease import _carried_aux_weights, _ensure_diffusers
 
     data = Path(args.train).parent
     _ensure_diffusers(data)
-    if (data / "aux" / "face_mesh.safetensors").is_file():
-        os.environ.setdefault("SFD_AUX_WEIGHTS", str(data / "aux"))
+    with _carried_aux_weights(data):
+        _train_throughput(args, data)
+
+
+def _train_throughput(args, data: Path) -> None:
+    import tempfile
+
+    from bench_train import _reset_accelerate
+    from sfd.training.lease import lease_config
     from sfd.training.trainer import Trainer
 
     cuda = args.device.startswith("cuda")

@@ -42,3 +42,11 @@ def gradient_frames(n: int, h: int, w: int) -> np.ndarray:
 
 def listing(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
+
+
+def data_file(rel: str) -> Path:
+    """A file of ../shared/data/faces, or a skip saying where it was looked for."""
+    path = FACES / rel
+    if not path.is_file():
+        pytest.skip(f"test clip {rel} not available (looked in {FACES})")
+    return path

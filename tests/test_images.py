@@ -19,16 +19,8 @@ from PIL import Image
 from sfd.errors import ImageError, SFDError
 from sfd.media.image import load_image, save_image
 
-from conftest import gradient_frames, listing
+from conftest import data_file, gradient_frames, listing
 
-DATA = Path(__file__).parents[1].parent / "shared/data/faces"
-
-
-def data_file(rel: str) -> Path:
-    path = DATA / rel
-    if not path.is_file():
-        pytest.skip(f"test clip {rel} not available (looked in {DATA})")
-    return path
 
 
 # ---------------------------------------------------------------- images

@@ -21,16 +21,8 @@ from sfd.errors import SFDError, VideoError
 from sfd.media.image import load_image
 from sfd.media import VideoInfo, VideoReader, VideoWriter, ffmpeg_exe, probe_video, read_video, write_video
 
-from conftest import gradient_frames, listing
+from conftest import data_file, gradient_frames, listing
 
-DATA = Path(__file__).parents[1].parent / "shared/data/faces"
-
-
-def data_file(rel: str) -> Path:
-    path = DATA / rel
-    if not path.is_file():
-        pytest.skip(f"test clip {rel} not available (looked in {DATA})")
-    return path
 
 
 def ffmpeg(*args: str) -> None:
