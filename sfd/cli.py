@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scale the driver's expression changes (mouth, eyes, brows), its head pose and "
                         "position kept: 1 as the driver (default), 2 twice as much; 0 to 3; needs the "
                         "weights' atlas.json")
+    a.add_argument("--match-amplitude", action="store_true",
+                   help="multiply that strength by the gain that makes this portrait's mouth move as widely, for "
+                        "its size, as the driver's (measured on its first two seconds); needs atlas.json")
     a.add_argument("--batch-size", type=int, default=8)
 
     e = sub.add_parser("edit", help="move chosen descriptor coefficients of a face")
@@ -140,12 +143,14 @@ def run(args) -> str:
                            paste_back=not args.no_paste_back, keep_audio=not args.no_audio,
                            smoothing=args.smoothing, batch_size=args.batch_size, progress=progress,
                            driver_box=args.driver_box, expression_strength=args.expression_strength,
-                           atlas=_atlas(args) if args.expression_strength != 1.0 else None,
-                           **_crop_kwargs(args))
+                           atlas=_atlas(args) if args.expression_strength != 1.0 or args.match_amplitude else None,
+                           match_amplitude=args.match_amplitude, **_crop_kwargs(args))
         bar.close()
         info = probe_video(out)
         seconds = time.perf_counter() - start
         faces = "" if args.no_crop_driving else f"; {out.face_summary()}"
+        if args.match_amplitude:
+            faces += f"; expression strength {out.expression_strength:g} (matched to the driver's mouth)"
         return (f"wrote {out}: {info.frame_count} frames, {info.width}x{info.height}, {info.fps:g} fps, "
                 f"{'with' if info.has_audio else 'no'} audio, in {seconds:.1f} s "
                 f"({info.frame_count / seconds:.1f} frames/s); face detector: {pipe.face_detector.name}{faces}")

@@ -42,6 +42,8 @@ from sfd.errors import SFDError  # noqa: E402
 from sfd.face import load_face_detector  # noqa: E402
 from sfd.media import ffmpeg_exe, probe_video  # noqa: E402
 
+from conftest import perturbed_tiny_model  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 PORTRAIT = ROOT / "examples" / "astronaut.jpg"
 CHROMIUM = os.environ.get("SFD_CHROMIUM", "/usr/bin/chromium")
@@ -76,17 +78,6 @@ def landscape(path: Path) -> Path:
 
 def pixels(path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
-
-
-def perturbed_tiny_model() -> SFDModel:
-    """The tiny preset with its generator nudged off the do-nothing start, reproducibly."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = SFDModel.from_preset("tiny")
-        with torch.no_grad():
-            for p in model.generator.parameters():
-                p.add_(0.02 * torch.randn_like(p))
-    return model
 
 
 @pytest.fixture(scope="module")
@@ -479,9 +470,9 @@ def test_atlas_with_the_weights_names_and_groups_the_motion_sliders(tmp_path):
     assert '"label": "blink (motion 2)"' in config
 
 
-def expression_slider(demo) -> dict:
+def expression_slider(demo, elem_id: str = "sfd-expression-strength") -> dict:
     config = demo.get_config_file()
-    found = [c for c in config["components"] if c.get("props", {}).get("elem_id") == "sfd-expression-strength"]
+    found = [c for c in config["components"] if c.get("props", {}).get("elem_id") == elem_id]
     assert len(found) == 1
     return found[0]["props"]
 
@@ -495,6 +486,7 @@ def test_expression_strength_is_offered_with_a_measured_atlas_and_refused_withou
     handle = gradio_client.handle_file
     # The served weights have no atlas: the slider is hidden, and the API refuses a strength other than 1.
     assert expression_slider(served[1])["visible"] is False
+    assert expression_slider(served[1], "sfd-match-amplitude")["visible"] is False
     message = app_error(client, handle(str(PORTRAIT)), handle(str(driving)), expression_strength=2.0,
                         api_name="/animate")
     assert "needs the weights' direction atlas" in message
@@ -504,9 +496,15 @@ def test_expression_strength_is_offered_with_a_measured_atlas_and_refused_withou
     Atlas([AtlasDirection(i, "mixed", "Other", {}, std=1.0, effects={m.key: rng.normal() for m in FACE_MEASURES})
            for i in range(20)]).save(tmp_path / "weights")
     loaded = load_weights(tmp_path / "weights", device="cpu")
-    assert expression_slider(build_demo(loaded, AppSettings()))["visible"] is not False
+    demo = build_demo(loaded, AppSettings())
+    assert expression_slider(demo)["visible"] is not False
+    assert expression_slider(demo, "sfd-match-amplitude")["visible"] is not False
+    assert expression_slider(demo, "sfd-match-amplitude")["value"] is False  # off by default: it can smear
     handlers = AppHandlers(loaded, AppSettings(), cache_dir=tmp_path / "cache")
     result, _ = handlers.animate(str(PORTRAIT), str(driving), expression_strength=2.0, progress=lambda *a, **k: None)
     assert probe_video(result).frame_count == probe_video(driving).frame_count
+    # Matching the driver's amplitude animates every frame too.
+    matched, _ = handlers.animate(str(PORTRAIT), str(driving), match_amplitude=True, progress=lambda *a, **k: None)
+    assert probe_video(matched).frame_count == probe_video(driving).frame_count
     with pytest.raises(gr.Error, match=r"expression strength must lie in \[0, 3\], got 3.5"):
         handlers.animate(str(PORTRAIT), str(driving), expression_strength=3.5, progress=lambda *a, **k: None)

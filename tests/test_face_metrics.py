@@ -169,3 +169,83 @@ def test_full_frame_cli_skips_a_still_without_a_face_and_scores_the_others(tmp_p
 
     cross = json.loads(out.read_text())["cross_identity"]
     assert [row["source_name"] for row in cross[:-1]] == ["anne.jpg"] and cross[0]["frames"] == 3
+
+
+def test_cross_clips_are_first_clips_of_other_people_and_differ_between_clips():
+    from sfd.evaluation.full_frame import cross_clips
+
+    videos = ["a1", "a2", "b1", "c1", "c2", "d1"]
+    person = {"a1": "A", "a2": "A", "b1": "B", "c1": "C", "c2": "C", "d1": "D"}
+    chosen = [cross_clips(videos, person, i, 2) for i in range(len(videos))]
+    for video, sources in zip(videos, chosen):
+        assert len(sources) == 2 and len({person[s] for s in sources}) == 2
+        assert person[video] not in {person[s] for s in sources}  # never the driver's own person
+        assert set(sources) <= {"a1", "b1", "c1", "d1"}  # each person's first clip
+    assert len({tuple(s) for s in chosen}) > 3  # spread: clips get different people
+    assert cross_clips(["a1", "a2"], {"a1": "A", "a2": "A"}, 0, 3) == []  # one person: nobody else
+
+
+def test_full_frame_cli_drives_other_peoples_first_frames_and_refuses_both_protocols(tmp_path, capsys):
+    import csv
+    import json
+
+    from sfd.evaluation.full_frame import main
+
+    root = tmp_path / "corpus"
+    (root / "clips").mkdir(parents=True)
+    (root / "clips" / CLIP.name).symlink_to(CLIP)
+    other = TALKING_HEADS / "clips" / "099_dpe-s.mp4"
+    (root / "clips" / other.name).symlink_to(other)
+    with open(root / "manifest.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "kind", "identity", "split"])
+        writer.writerow([f"clips/{CLIP.name}", "video", "feifei", "test"])
+        writer.writerow([f"clips/{other.name}", "video", "dpe", "test"])
+    weights = Path(__file__).resolve().parents[1] / "sfd" / "weights" / "sfd-demo64"
+    out = tmp_path / "scores.json"
+    assert main([str(weights), "--data", str(root), "--cross-frames", "3", "--max-frames", "4", "--no-judges",
+                 "--json", str(out)]) == 0
+    cross = json.loads(out.read_text())["cross_identity"][:-1]
+    assert sorted(row["source_name"] for row in cross) == sorted([CLIP.name, other.name])
+    assert all(row["source_name"] != row["video"] and row["frames"] == 3 for row in cross)
+    capsys.readouterr()
+    assert main([str(weights), "--data", str(root), "--cross-frames", "1", "--cross-stills", "1"]) != 0
+    assert "two protocols" in capsys.readouterr().err
+
+
+def _landmarks_of_one_face(frames: int = 10) -> np.ndarray:
+    """(frames, 68, 2) copies of dlib's landmarks of a real test face."""
+    frame = read_video(CLIP, max_frames=1)[0]
+    marks = FaceJudges.default(lpips=False).face.landmarks(frame)
+    return np.repeat(marks, frames, axis=0).astype(np.float64)
+
+
+def test_the_cross_figure_shows_the_driver_s_widest_mouth_closest_eyes_and_furthest_shift():
+    from sfd.errors import SFDError
+    from sfd.evaluation.cross_figure import telling_frames
+
+    marks = _landmarks_of_one_face()
+    marks[3, 65:68, 1] += 6  # frame 3: the lower inner lip drops
+    marks[5, [37, 38, 43, 44], 1] += 3  # frame 5: the upper lids come down
+    marks[7] += [12.0, 0.0]  # frame 7: the face moves sideways
+    marks[8] = np.nan  # frame 8: no face (never chosen, whatever it would measure)
+    assert telling_frames(marks) == [0, 3, 5, 7]
+    marks[0] = np.nan
+    with pytest.raises(SFDError, match="first frame has no face"):
+        telling_frames(marks)
+
+
+def test_the_cross_figure_cli_writes_a_row_per_face_under_the_driver_s(tmp_path):
+    from PIL import Image
+
+    from sfd.evaluation.cross_figure import main
+
+    weights = Path(__file__).resolve().parents[1] / "sfd" / "weights" / "sfd-demo64"
+    other = TALKING_HEADS / "clips" / "099_dpe-s.mp4"
+    still = TALKING_HEADS / "stills" / "147_makeittalk-anne.jpg"
+    out = tmp_path / "figure.png"
+    assert main([str(weights), str(CLIP), str(other), str(still), "--out", str(out), "--max-frames", "12",
+                 "--height", "64"]) == 0
+    figure = Image.open(out)
+    assert figure.height == 22 + 3 * 64 + 2 * 4  # the header, the driver's row and one per face
+    assert figure.width == 4 * 64 + 3 * 4  # four columns of face crops

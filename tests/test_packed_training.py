@@ -6,9 +6,7 @@ the README). Frames are tiny synthetic crops made here, with a manifest, packed 
 
 from __future__ import annotations
 
-import csv
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,51 +15,11 @@ import torch
 
 from sfd.data import DriverWarp, PairAugmentation, warp_image
 from sfd.data.device_pairs import DevicePairSampler
-from sfd.data.packed_corpus import PackedCorpus, pack_corpus
+from sfd.data.packed_corpus import PackedCorpus
 from sfd.errors import SFDError
 from sfd.pretrained.face_mesh_regions import REGIONS, region_mask, regions_mask
 
-SIZE = 32
-FIELDS = ("file", "kind", "identity", "split", "duration_s")
-
-
-def _write_clip(folder: Path, frames: int, seed: int, dot: bool = False) -> None:
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    for k in range(frames):
-        coarse = rng.integers(0, 256, (SIZE // 8, SIZE // 8, 3), dtype=np.uint8)
-        image = cv2.resize(coarse, (SIZE, SIZE), interpolation=cv2.INTER_CUBIC)  # smooth, as faces are
-        if dot:  # a bright dot at pixel (20, 10) on a dark frame
-            image = np.zeros((SIZE, SIZE, 3), np.uint8)
-            image[9:12, 19:22] = 255
-        cv2.imwrite(str(folder / f"{k:06d}.jpg"), image)
-
-
-@pytest.fixture
-def crops(tmp_path):
-    """train: A (a 40-frame clip), B (three 10-frame clips), S1, S2 (stills); test: T (two 36-frame clips)."""
-    clips = [("a_long", "A", 40, "train", "video")] + [(f"b_{k}", "B", 10, "train", "video") for k in range(3)]
-    clips += [("s_one", "S1", 1, "train", "still"), ("s_two", "S2", 1, "train", "still")]
-    clips += [("t_0", "T", 36, "test", "video"), ("t_1", "T", 36, "test", "video")]
-    rows = []
-    for seed, (stem, person, frames, split, kind) in enumerate(clips):
-        group = "stills" if kind == "still" else "clips"
-        _write_clip(tmp_path / f"{split}_root" / split / f"{group}#{stem}.mp4", frames, seed)
-        rows.append({"file": f"{group}/{stem}.mp4", "kind": kind, "identity": person, "split": split,
-                     "duration_s": "1.0"})
-    manifest = tmp_path / "manifest.csv"
-    with manifest.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    return tmp_path, manifest
-
-
-def _pack(crops, name="corpus.npz", **kwargs) -> Path:
-    root, manifest = crops
-    out = root / "lease" / name
-    pack_corpus({"train": root / "train_root", "test": root / "test_root"}, out, manifest=manifest, **kwargs)
-    return out
+from conftest import CROP_SIZE as SIZE, pack_crops as _pack, write_clip as _write_clip
 
 
 # --------------------------------------------------------------------------- the packed file
@@ -203,16 +161,6 @@ def test_batched_region_masks_are_the_union_of_the_regions_drawn_one_by_one():
 
 
 # --------------------------------------------------------------------------- the trainer and the lease
-@pytest.fixture
-def packed_dir(crops):
-    from sfd.pretrained.files import aux_file
-
-    out = _pack(crops).parent
-    (out / "aux").mkdir()
-    (out / "aux" / "face_mesh.safetensors").symlink_to(aux_file("face_mesh"))
-    return out
-
-
 def test_training_on_packed_data_runs_with_the_recipe_and_watches_motion(packed_dir, tmp_path):
     from accelerate.state import AcceleratorState, GradientState
 
@@ -266,12 +214,13 @@ def test_the_lease_dry_run_writes_at_most_eight_small_files_with_weights_that_lo
     GradientState._reset_state()
     out = tmp_path / "out"
     assert main(["run", "--data", str(packed_dir), "--minutes", "0.05", "--out", str(out), "--device", "cpu",
-                 "--batch-size", "4"]) == 0
+                 "--batch-size", "4", "--set", "cross_identity_weight=1.5"]) == 0
     files = [f for f in out.rglob("*") if f.is_file()]
     assert 3 <= len(files) <= 8
     assert all(f.stat().st_size <= 16 * 2**20 and len(f.relative_to(out).parts) <= 2 for f in files)
     report = json.loads((out / "report.json").read_text())
     assert report["steps"] >= 1 and report["watch_clips"] == 2
+    assert report["settings"] == {"cross_identity_weight": 1.5}
     assert set(report["watch_before"]) == set(report["watch_after"])
     model = SFDModel.from_pretrained(str(out / "weights"))
     assert model.config.size == 64
@@ -284,3 +233,6 @@ def test_the_lease_says_what_is_missing(tmp_path, capsys):
     assert main(["run", "--data", str(tmp_path), "--minutes", "0.05", "--out", str(tmp_path / "o"),
                  "--device", "cpu"]) == 2
     assert "no packed corpus" in capsys.readouterr().err
+    assert main(["run", "--data", str(tmp_path), "--minutes", "0.05", "--out", str(tmp_path / "o"),
+                 "--set", "cross_identity_wieght=2"]) == 2
+    assert "--set takes KEY=VALUE with KEY a training setting, got 'cross_identity_wieght=2'" in capsys.readouterr().err

@@ -7,13 +7,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from sfd import SFDModel, SFDPipeline
 from sfd.errors import ImageError, NoFaceError, SFDError, VideoError
 from sfd.media import VideoWriter, probe_video, read_video
 from sfd.pipeline import MotionSmoother
+
+from conftest import perturbed_tiny_model
 
 # A short real talking clip (2 s, 256x256, a face in every frame) from the shared corpus, read in place.
 TALKING_CLIP = (Path(__file__).resolve().parents[1].parent / "shared" / "data" / "talking-heads" / "clips"
@@ -36,13 +37,7 @@ def pipe(weights):
 @pytest.fixture(scope="module")
 def moving_pipe(pipe):
     """The tiny model with its generator nudged off the do-nothing start, so that motion moves pixels."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = SFDModel.from_preset("tiny")
-        with torch.no_grad():
-            for p in model.generator.parameters():
-                p.add_(0.02 * torch.randn_like(p))
-    return SFDPipeline(model, face_detector=pipe.face_detector, device="cpu")
+    return SFDPipeline(perturbed_tiny_model(), face_detector=pipe.face_detector, device="cpu")
 
 
 @pytest.fixture
@@ -374,6 +369,11 @@ def test_cli_animate_edit_and_errors(weights, faces_dir, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "25 frames" in done.stdout and "with audio" in done.stdout
     assert "no face in" not in done.stdout  # the driver is taken whole: no face to miss
+    # Weights without a direction atlas cannot match the driver's amplitude: said, nothing written.
+    done = subprocess.run(cmd[:-3] + ["--output", str(tmp_path / "m.mp4"), "--no-crop-driving", "--match-amplitude"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "needs the weights' direction atlas" in done.stderr, done.stderr
+    assert not (tmp_path / "m.mp4").exists()
     done = subprocess.run([sys.executable, "-m", "sfd", "edit", "--weights", str(weights), "--source",
                            str(faces_dir / "lia-vox" / "monroe.png"), "--motion", "3=1.5", "--output",
                            str(tmp_path / "e.png")], capture_output=True, text=True, timeout=300)

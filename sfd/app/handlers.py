@@ -232,12 +232,17 @@ class AppHandlers:
         return f"Face: {where}. {layout.describe()}"
 
     # ------------------------------------------------------------------ Animate tab
+    @property
+    def can_match_amplitude(self) -> bool:
+        """Whether the weights' atlas measured its directions' effects: matching scales expression through it."""
+        return self.loaded.atlas is not None and self.loaded.atlas.has_effects
+
     @user_errors
     def animate(self, source_image: str, driving_video: str, motion: str = "relative", auto_crop: bool = True,
                 scale: float = DEFAULT_SCALE, offset_x: float = DEFAULT_OFFSET_X,
                 offset_y: float = DEFAULT_OFFSET_Y, crop_driving: bool = True,
                 paste_back: bool = True, keep_audio: bool = True, smoothing: float = 0.0,
-                driver_box: str = "fixed", expression_strength: float = 1.0,
+                driver_box: str = "fixed", expression_strength: float = 1.0, match_amplitude: bool = False,
                 progress=gr.Progress()) -> tuple[str, str]:
         """Animate a portrait with the motion of a driving video.
 
@@ -260,6 +265,9 @@ class AppHandlers:
                 portrait too; "track" follows the face (for a head that leaves that box).
             expression_strength: scales the driver's expression changes, its head pose and position
                 kept: 1 as the driver, 2 twice as much (0 to 3; needs the weights' direction atlas).
+            match_amplitude: multiply that strength by the gain that makes this portrait's mouth move as
+                widely, for its face's size, as the driver's does (measured on the driver's first two
+                seconds); weights without a direction atlas animate without it.
 
         Returns:
             The animated video and a side-by-side video (driver | portrait | result), both mp4.
@@ -284,12 +292,14 @@ class AppHandlers:
                 keep_audio=bool(keep_audio), smoothing=float(smoothing), scale=float(scale),
                 offset_x=float(offset_x), offset_y=float(offset_y), max_duration=self.settings.max_seconds,
                 side_by_side_path=folder / "side_by_side.mp4", progress=report, driver_box=driver_box,
-                expression_strength=float(expression_strength), atlas=self.loaded.atlas)
+                expression_strength=float(expression_strength), atlas=self.loaded.atlas,
+                match_amplitude=bool(match_amplitude) and self.can_match_amplitude)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         if result.faceless_frames or result.missed_frames or result.drifted_frames:
             log.info("animate: %s", result.face_summary())
+        log.info("animate: expression strength %.2f", result.expression_strength)
         if result.drifted_frames:  # the head left the one box: say what to change
             gr.Warning(f"Done, but the driver's face had left its crop box in {result.drifted_frames} of "
                        f"{result.watched_frames} frames checked: for this video, set Options → Driving crop box "

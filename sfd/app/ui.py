@@ -155,12 +155,17 @@ def build_animate_tab(handlers: AppHandlers) -> AnimateTab:
             smoothing = gr.Slider(0.0, 0.95, 0.0, step=0.05, label="Motion smoothing",
                                   info="0 = none; more smooths jitter and damps fast motion")
             # Needs the atlas's measured effects to tell expression from head pose.
-            atlas = handlers.loaded.atlas
             expression_strength = gr.Slider(
                 0.0, MAX_EXPRESSION_STRENGTH, 1.0, step=0.05, label="Expression strength",
                 info="scales the driver's expression changes (mouth, eyes, brows); its head turns, tilts and "
                      "shifts stay as they are. 1 = as the driver",
-                visible=atlas is not None and atlas.has_effects, elem_id="sfd-expression-strength")
+                visible=handlers.can_match_amplitude, elem_id="sfd-expression-strength")
+            match_amplitude = gr.Checkbox(
+                False, label="Keep the driver's mouth amplitude",
+                info="raises the strength until this portrait's mouth moves as widely, for its size, as the "
+                     "driver's (measured on its first two seconds): another face often opens less; a wide "
+                     "mouth this model cannot draw comes out smeared",
+                visible=handlers.can_match_amplitude, elem_id="sfd-match-amplitude")
         with gr.Row():
             crop_driving = gr.Checkbox(True, label="Crop the driving video",
                                        info="Off for clips that are already face crops")
@@ -175,7 +180,7 @@ def build_animate_tab(handlers: AppHandlers) -> AnimateTab:
     run.click(
         gpu_task(handlers.animate, GPU_SECONDS_VIDEO),
         inputs=[source, driving, motion, *crop.all, crop_driving, paste_back, keep_audio, smoothing, driver_box,
-                expression_strength],
+                expression_strength, match_amplitude],
         outputs=[result, side_by_side], api_name="animate", concurrency_limit=1, concurrency_id="video",
     )
     portrait, clip = _example(EXAMPLE_PORTRAIT), _example(EXAMPLE_DRIVING)

@@ -53,7 +53,7 @@ class DevicePairSampler:
             raise ValueError("every clip needs at least one frame")
         self.clip_start = torch.cumsum(self.clip_length, 0) - self.clip_length
         self.clip_still = clip_still.to(device=device, dtype=torch.bool) | (self.clip_length < 2)
-        clip_identity = clip_identity.to(device=device, dtype=torch.long)
+        self.clip_identity = clip_identity = clip_identity.to(device=device, dtype=torch.long)
         people = int(clip_identity.max()) + 1
         # (people, most clips of one person): each person's clips, weight sqrt(frames), 0 as padding.
         per_person = [torch.nonzero(clip_identity == p).flatten() for p in range(people)]
@@ -154,7 +154,8 @@ class DevicePairSampler:
             moved = warp_image(driving, theta, displacement, self.driver_warp.padding_mode)
             driving = torch.where(warped[:, None, None, None], moved, driving)  # unwarped frames stay exact
         out = {"source": source, "driving": driving, "clip": clip, "frames": torch.stack([src, drv], 1),
-               "is_still": is_still, "warp": theta.contiguous()}
+               "identity": self.clip_identity[clip], "is_still": is_still, "flipped": flipped,
+               "warp": theta.contiguous()}
         if self.points is not None:
             out.update(self._moved_points(src, drv, flipped, theta))
         return out

@@ -68,7 +68,7 @@ class IdentityPairDataset(FaceVideoDataset):
 
     An item is a dict: ``source``, ``driving`` (3, size, size) float32 in [-1, 1], ``clip`` (index
     into `clip_paths`), ``frames`` (the two frame indices), ``identity`` (index into
-    `identities`), ``is_still`` (bool) and ``warp``: the driving frame's 2x3 ``affine_grid``
+    `identities`), ``is_still`` (bool), ``flipped`` (bool: the pair was mirrored) and ``warp``: the driving frame's 2x3 ``affine_grid``
     matrix (`sfd.data.driver_warp`), the identity matrix when it was not warped.
     """
 
@@ -199,7 +199,7 @@ class IdentityPairDataset(FaceVideoDataset):
         if self.driver_warp is not None and p > 0 and torch.rand((), generator=generator).item() < p:
             driving, theta = self.driver_warp(driving, generator=generator)
         item = {"source": source, "driving": driving, "clip": clip_index, "frames": torch.tensor([i, j]),
-                "identity": identity, "is_still": is_still, "warp": theta}
+                "identity": identity, "is_still": is_still, "flipped": flipped, "warp": theta}
         if self.mesh:
             item.update(self._mesh_points(clip_index, i, j, flipped, theta))
         return item

@@ -11,15 +11,17 @@ dlib identity distance to the driver, and whether the face follows the driver (c
 time of mouth opening, eye opening and head pose, see `face_motion`).
 
 Cross identity (`--cross-stills N`): each clip drives N stills of other people; measured are the
-correlations and the identity distance to the still.
+correlations and the identity distance to the still. `--cross-frames N`: each clip drives the
+first frames of clips of N other people of the same split instead: with `--split test`, faces
+no training saw in any role (the corpus's stills are all in its training split).
 
 `--ceiling` scores, instead of a model, the driving frame's own face at the model's size pasted
 back as the app pastes (same identity, one box): what a perfect model of that size would get,
 i.e. how far these measures can go at that resolution.
 
     python -m sfd.evaluation.full_frame WEIGHTS [VIDEO ...] [--data ROOT --split test]
-        [--cross-stills 5] [--max-frames N] [--driver-box fixed|track] [--ceiling] [--json OUT]
-        [--expression-strength S]
+        [--cross-stills 5 | --cross-frames 3] [--max-frames N] [--driver-box fixed|track] [--ceiling] [--json OUT]
+        [--expression-strength S] [--match-amplitude]
         [--figure OUT.png --figure-frames 24 48 72]
 
 `--figure` saves, for chosen frames of the first clip, a row each of source | driving frame |
@@ -61,7 +63,7 @@ def full_frame_reconstruction(pipeline, video: str | Path, max_frames: int | Non
                               batch_size: int = 8, crop: bool = True, keep_frames: Sequence[int] = (),
                               judges: FaceJudges | None = None, source_image: np.ndarray | None = None,
                               driver_box: str = "fixed", ceiling: bool = False, expression_strength: float = 1.0,
-                              atlas=None) -> dict:
+                              atlas=None, match_amplitude: bool = False) -> dict:
     """L1 and PSNR (on [0, 1], whole frames) of the pipeline and of the do-nothing baseline; with
     `judges`, also LPIPS, AKD, identity distance and the motion-following correlations (each with
     the baseline's value under `baseline_<key>`).
@@ -73,7 +75,7 @@ def full_frame_reconstruction(pipeline, video: str | Path, max_frames: int | Non
     (driving frame, output) pairs are returned under "kept" (with the source frame under
     "source"), for a figure. `ceiling`: the output is the driving frame cropped with the source's
     box at the model's size and pasted back, without the model (same identity only).
-    `expression_strength` (with the weights' `atlas`): as for `SFDPipeline.animate`.
+    `expression_strength`, `match_amplitude` (with the weights' `atlas`): as for `SFDPipeline.animate`.
     """
     if ceiling:
         check_ceiling(crop, driver_box, cross_identity=source_image is not None,
@@ -106,7 +108,8 @@ def full_frame_reconstruction(pipeline, video: str | Path, max_frames: int | Non
                              for frame in frames]) for frames in driving())
     else:
         outputs = pipeline.iter_animate(source, driving(), relative=True, crop_driving=crop, paste_back=True,
-                                        driver_box=driver_box, expression_strength=expression_strength, atlas=atlas)
+                                        driver_box=driver_box, expression_strength=expression_strength, atlas=atlas,
+                                        match_amplitude=match_amplitude)
     done = 0
     for output in outputs:
         target = real.pop(0)
@@ -211,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test", help="manifest split for --data (default: test)")
     parser.add_argument("--cross-stills", type=int, default=0,
                         help="also drive this many stills of other people (from --data's manifest) with each clip")
+    parser.add_argument("--cross-frames", type=int, default=0,
+                        help="also drive the first frames of this many other people's clips with each clip")
     parser.add_argument("--max-frames", type=int, default=None)
     parser.add_argument("--no-crop", action="store_true", help="take whole frames (already-cropped clips)")
     parser.add_argument("--no-judges", action="store_true",
@@ -223,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ceiling", action="store_true",
                         help="score the driver's own face at the model's size pasted back (no model): "
                              "how far the measures can go at that size")
+    parser.add_argument("--match-amplitude", action="store_true",
+                        help="scale each pair's expression so the source's mouth moves as widely as the driver's")
     parser.add_argument("--expression-strength", type=float, default=1.0,
                         help="scale the driver's expression changes, head pose unchanged (needs the weights' atlas)")
     parser.add_argument("--figure", default=None, help="save source | driver | output rows of the first clip here")
@@ -232,12 +239,17 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> str:
         videos, stills = list(args.videos), []
+        person = {v: Path(v).name for v in videos}  # a clip without a manifest is a person of its own
+        if args.cross_stills and args.cross_frames:
+            raise SFDError("--cross-stills and --cross-frames are two protocols: give one")
         if args.data:
             from ..data.manifest import Manifest
 
             root = Path(args.data).expanduser()
             entries = Manifest.load(root / "manifest.csv").entries
-            videos += [str(root / e.file) for e in entries if e.kind == "video" and e.split == args.split]
+            split = [e for e in entries if e.kind == "video" and e.split == args.split]
+            videos += [str(root / e.file) for e in split]
+            person.update({str(root / e.file): e.identity for e in split})
             if args.cross_stills:
                 stills = [root / e.file for e in entries if e.kind == "still"]
         if not videos:
@@ -248,24 +260,31 @@ def main(argv: list[str] | None = None) -> int:
         pipeline, _ = as_pipeline(args.weights, crop=not args.no_crop)
         if args.no_detail:
             pipeline.detail_transfer = False
-        atlas = Atlas.load(args.weights) if args.expression_strength != 1.0 else None
-        strength = dict(expression_strength=args.expression_strength, atlas=atlas)
+        atlas = Atlas.load(args.weights) if args.expression_strength != 1.0 or args.match_amplitude else None
+        strength = dict(expression_strength=args.expression_strength, atlas=atlas,
+                        match_amplitude=args.match_amplitude)
         judges = None if args.no_judges else FaceJudges.default()
         rows = [full_frame_reconstruction(pipeline, v, args.max_frames, crop=not args.no_crop, judges=judges,
                                           driver_box=args.driver_box, ceiling=args.ceiling, **strength,
                                           keep_frames=args.figure_frames if args.figure and i == 0 else ())
                 for i, v in enumerate(videos)]
         cross, faceless = [], set()
-        for i, video in enumerate(videos if stills else []):
-            for still in cross_stills(stills, i, args.cross_stills):
+        for i, video in enumerate(videos if stills or args.cross_frames else []):
+            if stills:
+                sources = [(still.name, lambda still=still: load_image(still))
+                           for still in cross_stills(stills, i, args.cross_stills)]
+            else:
+                sources = [(Path(clip).name, lambda clip=clip: read_video(clip, max_frames=1)[0][0])
+                           for clip in cross_clips(videos, person, i, args.cross_frames)]
+            for name, image in sources:
                 try:
                     row = full_frame_reconstruction(pipeline, video, args.max_frames, crop=not args.no_crop,
-                                                    judges=judges, source_image=load_image(still),
+                                                    judges=judges, source_image=image(),
                                                     driver_box=args.driver_box, **strength)
                 except NoFaceError:  # a still the detector misses cannot be a source: say so, go on
-                    faceless.add(still.name)
+                    faceless.add(name)
                     continue
-                row["source_name"] = still.name
+                row["source_name"] = name
                 cross.append(row)
         if args.figure:
             figure = reenactment_figure(rows[0].pop("source"), rows[0].pop("kept"))
@@ -273,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             Path(args.json).write_text(json.dumps({"driver_box": args.driver_box, "ceiling": args.ceiling,
                                                    "expression_strength": args.expression_strength,
+                                                   "match_amplitude": args.match_amplitude,
                                                    "same_identity": rows + [mean_row(rows)],
                                                    "cross_identity": cross + ([mean_row(cross)] if cross else [])},
                                                   indent=2))
@@ -293,6 +313,19 @@ def cross_stills(stills: list, clip_index: int, count: int) -> list:
         return []
     step = max(1, len(stills) // max(1, count))
     return [stills[(clip_index * 7 + k * step) % len(stills)] for k in range(min(count, len(stills)))]
+
+
+def cross_clips(videos: list[str], person: dict[str, str], clip_index: int, count: int) -> list[str]:
+    """`count` clips of other people than clip `clip_index`'s, one per person, their first clips,
+    the people taken in turn from the one after it so that clips get different people."""
+    firsts: dict[str, str] = {}
+    for video in videos:
+        firsts.setdefault(person[video], video)
+    people = list(firsts)
+    own = people.index(person[videos[clip_index]])
+    others = [people[(own + k) % len(people)] for k in range(1, len(people))]
+    shift = clip_index % len(others) if others else 0
+    return [firsts[p] for p in (others[shift:] + others[:shift])[:count]]
 
 
 if __name__ == "__main__":

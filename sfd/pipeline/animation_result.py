@@ -24,6 +24,8 @@ class AnimationResult:
                       there, and the tracked box would serve that driver better;
     missed_frames:    the looks that found no face.
     side_by_side:     the driver | source | result video, when one was asked for.
+    expression_strength: the strength the driver's expression changes were scaled by (the one
+                      chosen for the pair when the amplitude was matched).
 
     It is path-like (`os.fspath`, `str`), since `animate` used to return the video's `Path`.
     """
@@ -37,6 +39,7 @@ class AnimationResult:
     drifted_frames: int = 0
     missed_frames: int = 0
     side_by_side: Path | None = None
+    expression_strength: float = 1.0
 
     def __fspath__(self) -> str:
         return os.fspath(self.path)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..errors import NoFaceError, SFDError, VideoError, WeightsError
 from ..face import DEFAULT_OFFSET_X, DEFAULT_OFFSET_Y, DEFAULT_SCALE, CropBox, FaceDetector, FaceTracker
@@ -24,6 +25,7 @@ from ..face.tracker import FirstFace, find_first_face
 from ..media import VideoReader, VideoWriter, load_image, probe_video
 from ..models import BUNDLED_WEIGHTS, SFDModel
 from ..expression_strength import check_expression_strength
+from .amplitude import CALIBRATION_FRAMES, MEASURE_SIDE, AmplitudeMatch, matched_strength
 from .animation_result import AnimationResult
 from .detail_transfer import DetailLayer, add_detail, detail_layer, detail_layers
 from .motion_smoother import MotionSmoother
@@ -235,17 +237,20 @@ class SFDPipeline:
                     progress(done, max(info.frame_count, done))
         return Path(output_path)
 
-    def _strength_map(self, expression_strength: float, atlas) -> torch.Tensor | None:
+    def _strength_map(self, expression_strength: float, atlas, match_amplitude: bool = False) -> torch.Tensor | None:
         """The atlas's map that scales the driver's expression changes, on the model's device (None
         at strength 1: nothing to do). Checked at the call, before any frame is read."""
         check_expression_strength(expression_strength)
-        if expression_strength == 1.0:
+        if expression_strength == 1.0 and not match_amplitude:
             return None
         if atlas is None:
-            raise SFDError("an expression strength other than 1 needs the weights' direction atlas (atlas.json)")
+            raise SFDError("an expression strength other than 1, or matching the driver's amplitude, needs the "
+                           "weights' direction atlas (atlas.json)")
         if len(atlas) != self.model.config.motion_dim:
             raise SFDError(f"the direction atlas has {len(atlas)} directions, this model "
                            f"{self.model.config.motion_dim} motion coefficients: it belongs to other weights")
+        if expression_strength == 1.0:
+            return None
         return torch.as_tensor(atlas.expression_strength_map(float(expression_strength)), dtype=torch.float32,
                                device=self.device)
 
@@ -305,20 +310,27 @@ class SFDPipeline:
 
     def _animate_batches(self, source: SourceFace, driving_batches: Iterable[np.ndarray], first: FirstFace,
                          tracker: FaceTracker, relative: bool, smoothing: float,
-                         strength_map: torch.Tensor | None):
+                         strength_map: torch.Tensor | None, match: AmplitudeMatch | None = None):
         """Yields (driving frames, their crop boxes, animated model-size faces, the same faces at
         paste resolution with the source's detail or None) per batch, from the clip's frame 0.
 
         `first` is the reference of relative motion; the frames before it (no face yet) take its
         box and its motion, so they show the source as the first face poses it. `strength_map`
         (from `Atlas.expression_strength_map`) maps each frame's motion change from the reference.
+        `match`: choose the strength on the driver's first `CALIBRATION_FRAMES` faces instead
+        (`amplitude.matched_strength`; the choice goes into `match.strength`); those frames'
+        batches are held until it is chosen.
         """
         smoother = MotionSmoother(smoothing)
         with self._inference():
             first_crop = crop_image(first.frame, first.box, self.descriptor_size)
             reference = self.model.encode(self._to_tensor(first_crop[None]), with_features=False).motion.float()
+        held: list[tuple] = []  # (frames, boxes, motion) while the strength is being matched
+        measured: list[np.ndarray] = []  # the driver's faces (MEASURE_SIDE crops) until the match
+        measured_motion: list[torch.Tensor] = []  # and their motion
         start = 0  # index of the batch's first frame in the clip
         for frames in driving_batches:
+            matching = match is not None and match.strength is None
             before_face = min(len(frames), max(0, first.index - start))
             start += len(frames)
             boxes = [first.box] * before_face + [tracker(f) for f in frames[before_face:]]
@@ -328,35 +340,79 @@ class SFDPipeline:
                     crops = np.stack([crop_image(f, b, self.descriptor_size)
                                       for f, b in zip(frames[before_face:], boxes[before_face:])])
                     tracked = self.model.encode(self._to_tensor(crops), with_features=False).motion.float()
-                    motion = torch.cat([motion, smoother(tracked)])
-                if strength_map is not None:
-                    motion = reference + (motion - reference) @ strength_map.T
-                latent = self.model.transfer_motion(source.descriptors, motion, reference if relative else None)
-            faces, sharp = self._generate(latent, source.descriptors.features, source.detail)
-            yield frames, boxes, faces, sharp
+                    tracked = smoother(tracked)
+                    motion = torch.cat([motion, tracked])
+                    if matching:
+                        measured += [crop_image(f, b, MEASURE_SIDE) for f, b in zip(frames[before_face:],
+                                                                                     boxes[before_face:])]
+                        measured_motion.append(tracked)
+            if not matching or before_face == len(frames):  # no face yet: the reference pose at any strength
+                yield self._animated(source, frames, boxes, motion, reference, relative, strength_map)
+                continue
+            held.append((frames, boxes, motion))
+            if len(measured) >= CALIBRATION_FRAMES:
+                strength_map = self._matched_map(source, reference, measured_motion, measured, match)
+                for batch in held:
+                    yield self._animated(source, *batch, reference, relative, strength_map)
+                held = []
+        if held:  # a clip shorter than the calibration: matched on what there is
+            strength_map = self._matched_map(source, reference, measured_motion, measured, match)
+            for batch in held:
+                yield self._animated(source, *batch, reference, relative, strength_map)
+
+    def _animated(self, source: SourceFace, frames, boxes, motion: torch.Tensor, reference: torch.Tensor,
+                  relative: bool, strength_map: torch.Tensor | None) -> tuple:
+        with self._inference():
+            if strength_map is not None:
+                motion = reference + (motion - reference) @ strength_map.T
+            latent = self.model.transfer_motion(source.descriptors, motion, reference if relative else None)
+        faces, sharp = self._generate(latent, source.descriptors.features, source.detail)
+        return frames, boxes, faces, sharp
+
+    def _matched_map(self, source: SourceFace, reference: torch.Tensor, motion: list[torch.Tensor],
+                     faces: list[np.ndarray], match: AmplitudeMatch) -> torch.Tensor | None:
+        """The strength map of `amplitude.matched_strength` on the driver's faces seen so far."""
+        def render(moved: torch.Tensor) -> torch.Tensor:
+            latent = self.model.transfer_motion(source.descriptors, moved, reference)
+            features, detail = source.descriptors.features, source.detail
+            if detail is None:
+                images = self.model.generate(latent, features)
+            else:
+                images = add_detail(*self.model.generate(latent, features, return_warp=True), detail)
+            return F.interpolate(images.float(), size=(MEASURE_SIDE, MEASURE_SIDE), mode="bilinear",
+                                 antialias=True, align_corners=False).clamp(-1, 1)
+
+        with self._inference():
+            match.strength = matched_strength(render, reference, torch.cat(motion), self._to_tensor(np.stack(faces)),
+                                              match.atlas, match.user_strength)
+        return self._strength_map(match.strength, match.atlas)
 
     def iter_animate(self, source: SourceFace, driving_batches: Iterable[np.ndarray], relative: bool = True,
                      crop_driving: bool = True, paste_back: bool = True, smoothing: float = 0.0,
                      scale: float = DEFAULT_SCALE, offset_x: float = DEFAULT_OFFSET_X,
                      offset_y: float = DEFAULT_OFFSET_Y, driver_box: str = "fixed",
-                     expression_strength: float = 1.0, atlas=None) -> Iterator[np.ndarray]:
+                     expression_strength: float = 1.0, atlas=None, match_amplitude: bool = False
+                     ) -> Iterator[np.ndarray]:
         """Animated frames (uint8 batches) for batches of driving frames, streaming.
 
         The first driving frame with a face is the reference of relative motion, and the frames
         before it hold its pose (they are kept in memory until it shows); `crop_driving=False`
         takes each driving frame whole (for clips that are already face crops). `driver_box`:
         "fixed" crops every frame with the first face's box, "track" follows the face.
-        `expression_strength` (with the weights' `atlas`): as for `animate`. A wrong `driver_box`
-        or strength raises at the call, not at the first frame.
+        `expression_strength`, `match_amplitude` (with the weights' `atlas`): as for `animate`
+        (the first `CALIBRATION_FRAMES` faces come out together, once the strength is chosen). A
+        wrong `driver_box` or strength raises at the call, not at the first frame.
         """
         _check_driver_box(driver_box)
-        strength_map = self._strength_map(expression_strength, atlas)
+        strength_map = self._strength_map(expression_strength, atlas, match_amplitude)
+        match = AmplitudeMatch(atlas, expression_strength) if match_amplitude else None
         return self._iter_animate(source, iter(driving_batches), relative, crop_driving, paste_back, smoothing,
-                                  scale, offset_x, offset_y, driver_box, strength_map)
+                                  scale, offset_x, offset_y, driver_box, strength_map, match)
 
     def _iter_animate(self, source: SourceFace, batches: Iterator[np.ndarray], relative: bool, crop_driving: bool,
                       paste_back: bool, smoothing: float, scale: float, offset_x: float, offset_y: float,
-                      driver_box: str, strength_map: torch.Tensor | None) -> Iterator[np.ndarray]:
+                      driver_box: str, strength_map: torch.Tensor | None, match: AmplitudeMatch | None
+                      ) -> Iterator[np.ndarray]:
         held: list[np.ndarray] = []
 
         def frames():
@@ -369,7 +425,7 @@ class SFDPipeline:
             return
         tracker = self._driving_tracker(crop_driving, scale, offset_x, offset_y, first, driver_box)
         for _, _, faces, sharp in self._animate_batches(source, itertools.chain(held, batches), first, tracker,
-                                                        relative, smoothing, strength_map):
+                                                        relative, smoothing, strength_map, match):
             if not paste_back:
                 yield faces
             else:
@@ -381,7 +437,7 @@ class SFDPipeline:
                 offset_x: float = DEFAULT_OFFSET_X, offset_y: float = DEFAULT_OFFSET_Y, batch_size: int = 8,
                 max_duration: float | None = None, side_by_side_path: str | os.PathLike | None = None,
                 progress: ProgressCallback | None = None, driver_box: str = "fixed",
-                expression_strength: float = 1.0, atlas=None) -> AnimationResult:
+                expression_strength: float = 1.0, atlas=None, match_amplitude: bool = False) -> AnimationResult:
         """Animate the source face with the motion of a driving video; returns the `AnimationResult`
         (path-like: the output video), which also says how many driving frames showed no face.
 
@@ -396,12 +452,16 @@ class SFDPipeline:
         first face) that moves none of the head measures (yaw, pitch, roll, position, size, as
         the weights' `Atlas` measured them): 1 as the driver, 2 twice as much, 0 none of it; the
         head moves as before. Other than 1 it needs `atlas` (see `Atlas.expression_strength_map`).
+        `match_amplitude` (needs `atlas`) multiplies that strength by the gain that makes this
+        source's mouth move as widely, for its face's size, as the driver's over its first
+        `CALIBRATION_FRAMES` faces (`sfd.pipeline.amplitude`); the result says what was used.
         With `side_by_side_path`, a second video shows
         driver | source | result at the result's height (whole frames with `paste_back`, else
         face crops).
         """
         _check_driver_box(driver_box)
-        strength_map = self._strength_map(expression_strength, atlas)
+        strength_map = self._strength_map(expression_strength, atlas, match_amplitude)
+        match = AmplitudeMatch(atlas, expression_strength) if match_amplitude else None
         source = self.prepare_source(source_image, crop=crop, scale=scale, offset_x=offset_x, offset_y=offset_y)
         info = probe_video(driving_video, max_duration=max_duration)
         name = Path(driving_video).name
@@ -423,7 +483,7 @@ class SFDPipeline:
                 panels = stack.enter_context(VideoWriter(side_by_side_path, info.fps, audio_source=audio,
                                                          keep_audio=keep_audio))
             for frames, boxes, faces, sharp in self._animate_batches(source, reader, first, tracker, relative,
-                                                                     smoothing, strength_map):
+                                                                     smoothing, strength_map, match):
                 results = (np.stack([self._paste(source, f) for f in (faces if sharp is None else sharp)])
                            if paste_back else faces)
                 writer.write(results)
@@ -442,4 +502,5 @@ class SFDPipeline:
                                tracked=crop_driving and driver_box == "track",
                                watched_frames=tracker.watched_frames, drifted_frames=tracker.drifted_frames,
                                missed_frames=tracker.missed_frames,
-                               side_by_side=None if side_by_side_path is None else Path(side_by_side_path))
+                               side_by_side=None if side_by_side_path is None else Path(side_by_side_path),
+                               expression_strength=expression_strength if match is None else match.strength)

@@ -39,6 +39,11 @@ LEFT_EYE_AREA = LEFT_EYE[:9] + LEFT_BROW[5:]
 FACE_OVAL = [10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
              152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109]
 
+# Points that move with the skull and not with the jaw, lids or brows: the upper face oval down to
+# the ears, the eye corners, the nose. A similarity fitted on them is the head's own motion.
+HEAD_POINTS = (FACE_OVAL[:9] + FACE_OVAL[28:] + [33, 133, 263, 362]
+               + [168, 6, 197, 195, 5, 4, 1, 2, 98, 327])
+
 REGIONS = {
     "outer_lips": OUTER_LIPS, "inner_lips": INNER_LIPS, "left_eye": LEFT_EYE, "right_eye": RIGHT_EYE,
     "left_brow": LEFT_BROW, "right_brow": RIGHT_BROW, "face_oval": FACE_OVAL,

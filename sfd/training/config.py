@@ -77,6 +77,10 @@ class TrainingConfig:
     # the motion descriptors of unseen faces carried no mouth opening.
     expression_readout_weight: float = 0.0
     landmark_weight: float = 0.0  # mesh of the output vs the driver's points (runs the mesh network)
+    # Another person's source driven by the pair's driver, the flow tied to the source's retargeted
+    # points (sfd.training.cross_identity), on this share of each batch.
+    cross_identity_weight: float = 0.0
+    cross_identity_share: float = 0.5
     region_l1_boost: float = 0.0  # extra L1 weight inside the mouths and eyes (lids included) of driver and source
     mouth_eye_point_weight: float = 5.0  # weight of lip and eye points in the point losses (others: 1)
     eye_point_weight: float | None = None  # the eye points' own weight (None: mouth_eye_point_weight)
@@ -129,21 +133,23 @@ class TrainingConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("l1_weight", "perceptual_weight", "adversarial_weight", "identity_weight",
                      "appearance_weight", "r1_gamma", "keypoint_flow_weight", "warp_flow_weight", "readout_weight",
-                     "expression_readout_weight", "landmark_weight", "region_l1_boost"):
+                     "expression_readout_weight", "landmark_weight", "region_l1_boost", "cross_identity_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} cannot be negative, got {getattr(self, name)}")
         if isinstance(self.manifest, str):
             self.manifest = [self.manifest]
         if self.perceptual_network not in ("vgg16", "vgg19"):
             raise ValueError(f"perceptual_network must be vgg16 or vgg19, got {self.perceptual_network!r}")
+        if not 0 < self.cross_identity_share <= 1:
+            raise ValueError(f"cross_identity_share must lie in (0, 1], got {self.cross_identity_share}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
 
     @property
     def needs_mesh(self) -> bool:
         """Whether a loss reads the frames' precomputed mesh points."""
-        return any(w > 0 for w in (self.keypoint_flow_weight, self.readout_weight,
-                                   self.expression_readout_weight, self.landmark_weight, self.region_l1_boost))
+        return any(w > 0 for w in (self.keypoint_flow_weight, self.readout_weight, self.expression_readout_weight,
+                                   self.landmark_weight, self.region_l1_boost, self.cross_identity_weight))
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict:

@@ -2,7 +2,7 @@
 
     python -m sfd.training.lease prepare --corpus CORPUS [--faces FACES] [--from WEIGHTS] --out DIR
     python -m sfd.training.lease run --data DIR --minutes M --out OUT [--from WEIGHTS]
-        [--preset wide64|demo128] [--device cpu]
+        [--preset wide64|demo128] [--device cpu] [--set KEY=VALUE ...]
 
 `prepare` (here, once): the corpus cropped to 128 px at 6 fps (train with stills, test), packed
 into one file (`sfd.data.packed_corpus`), the converted face-mesh weights, a diffusers wheel and,
@@ -16,7 +16,8 @@ at most 16 MiB: the EMA weights in float32 shards (``weights/``, saved every few
 run goes, so a run cut short still returns weights), the motion watch of the start and of the
 result on every test clip (``report.json``, printed as a table) and the log (``train.log``). It needs only torch,
 accelerate, safetensors, huggingface_hub, opencv and numpy, plus the diffusers wheel from DIR.
-``--device cpu --minutes 0.5`` is the dry run.
+``--device cpu --minutes 0.5`` is the dry run. ``--set`` changes one recipe setting (a
+`TrainingConfig` field), e.g. ``--set cross_identity_weight=2`` for the cross-identity signal.
 """
 
 from __future__ import annotations
@@ -170,14 +171,15 @@ def _starting_point(data: Path, from_weights: str | None, preset: str | None) ->
 
 def run(data: str | Path, minutes: float, out: str | Path, from_weights: str | None = None,
         preset: str | None = None, device: str | None = None, batch_size: int | None = None,
-        learning_rate: float | None = None, save_every_minutes: float = 2.0) -> dict:
-    """Train on a lease and write OUT (the module doc); returns the report."""
+        learning_rate: float | None = None, save_every_minutes: float = 2.0, settings: dict | None = None) -> dict:
+    """Train on a lease and write OUT (the module doc); returns the report. `settings`: recipe settings
+    to change (`TrainingConfig` fields, e.g. ``{"cross_identity_weight": 2.0}``)."""
     began = time.perf_counter()
     data, out = Path(data), Path(out)
     _ensure_diffusers(data)
     with _carried_aux_weights(data):
         return _run(data, minutes, out, from_weights, preset, device, batch_size, learning_rate, save_every_minutes,
-                    began)
+                    began, settings or {})
 
 
 @contextlib.contextmanager
@@ -195,7 +197,8 @@ def _carried_aux_weights(data: Path):
 
 
 def _run(data: Path, minutes: float, out: Path, from_weights: str | None, preset: str | None, device: str | None,
-         batch_size: int | None, learning_rate: float | None, save_every_minutes: float, began: float) -> dict:
+         batch_size: int | None, learning_rate: float | None, save_every_minutes: float, began: float,
+         settings: dict) -> dict:
     import torch
 
     from .motion_watch import MotionWatch
@@ -214,6 +217,7 @@ def _run(data: Path, minutes: float, out: Path, from_weights: str | None, preset
         start, grow, start_text = _starting_point(data, from_weights, preset)
         run_dir = Path(tempfile.mkdtemp(prefix="sfd-lease-run-"))
         config = lease_config(data, minutes, run_dir, start, preset, grow, device, batch_size, learning_rate)
+        config = config.replace(**settings)
         trainer = Trainer(config)
         packed = trainer.packed
         # every held-out clip, 18 frames each (the shortest test clips have 18 at 6 fps)
@@ -240,6 +244,7 @@ def _run(data: Path, minutes: float, out: Path, from_weights: str | None, preset
         report = {"start": start_text, "preset": preset, "device": device, "steps": result.step,
                   "pairs": result.step * config.batch_size, "batch_size": config.batch_size,
                   "learning_rate": config.learning_rate, "mixed_precision": config.mixed_precision,
+                  "settings": settings,
                   "setup_seconds": round(setup_seconds, 1), "train_seconds": round(train_seconds, 1),
                   "pairs_per_second": round(result.step * config.batch_size / max(train_seconds, 1e-9), 1),
                   "pairs_per_second_logged_median": float(sorted(speeds)[len(speeds) // 2]) if speeds else None,
@@ -297,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--batch-size", type=int, help=f"default {GPU_BATCH} on a GPU, {CPU_BATCH} on a CPU")
     r.add_argument("--learning-rate", type=float, help="default: the recipe's, times sqrt(batch / the recipe's "
                                                        f"batch), at most {MAX_LEARNING_RATE:g}")
+    r.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                   help="change one recipe setting (a TrainingConfig field), e.g. cross_identity_weight=2")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "prepare":
@@ -305,8 +312,29 @@ def main(argv: list[str] | None = None) -> int:
                            errors=(SFDError, ValueError))
     return run_command(lambda: _report_markdown(run(args.data, args.minutes, args.out, args.from_weights,
                                                     args.preset, args.device, args.batch_size,
-                                                    args.learning_rate)),
+                                                    args.learning_rate, settings=_settings(args.settings))),
                        errors=(SFDError, ValueError))
+
+
+def _settings(pairs: list[str]) -> dict:
+    """``KEY=VALUE`` strings as a dict, values read as YAML (numbers, booleans, lists); SFDError names a
+    key that is no recipe setting."""
+    import dataclasses
+
+    import yaml
+
+    from sfd.errors import SFDError
+
+    from .config import TrainingConfig
+
+    fields = {f.name for f in dataclasses.fields(TrainingConfig)}
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key.strip() not in fields:
+            raise SFDError(f"--set takes KEY=VALUE with KEY a training setting, got {pair!r}")
+        settings[key.strip()] = yaml.safe_load(value)
+    return settings
 
 
 if __name__ == "__main__":

@@ -103,19 +103,34 @@ class MotionReadout(nn.Module):
         return self.linear(motion_change.float()).view(-1, self.points, 2)
 
 
+def fit_similarity(from_points: torch.Tensor, to_points: torch.Tensor, index=None):
+    """The least-squares similarity (rotation, scale, shift) taking `from_points` (B, K, 2) onto
+    `to_points`, fitted on the points at `index` (default all): ``(a, from_centre, to_centre)``
+    with `a` (B, 2) the complex factor (re, im) and the centres (B, 1, 2) of the fitted points, so
+    that ``p -> a * (p - from_centre) + to_centre``."""
+    f, t = from_points.float(), to_points.float()
+    if index is not None:
+        f, t = f[:, index], t[:, index]
+    f_mean, t_mean = f.mean(1, keepdim=True), t.mean(1, keepdim=True)
+    f0, t0 = f - f_mean, t - t_mean
+    # As complex numbers the similarity is one factor a = sum(conj(f) t) / sum(|f|^2).
+    norm = f0.pow(2).sum(dim=(1, 2)).clamp(min=1e-8)
+    re = (f0 * t0).sum(dim=(1, 2)) / norm
+    im = (f0[..., 0] * t0[..., 1] - f0[..., 1] * t0[..., 0]).sum(1) / norm
+    return torch.stack((re, im), -1), f_mean, t_mean
+
+
+def rotate_scale(a: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """`points` (B, K, 2) multiplied, as complex numbers, by `a` (B, 2): rotated and scaled about 0."""
+    re, im = a[:, None, 0], a[:, None, 1]
+    return torch.stack((re * points[..., 0] - im * points[..., 1], im * points[..., 0] + re * points[..., 1]), -1)
+
+
 def non_rigid_offsets(source_points: torch.Tensor, driver_points: torch.Tensor) -> torch.Tensor:
     """(B, K, 2) what is left of the driver's points (B, K, 2) once the similarity transform that best
     maps them onto the source's (least squares: rotation, scale, shift) is undone: mouth, eyes, brows."""
-    s, d = source_points.float(), driver_points.float()
-    s_mean, d_mean = s.mean(1, keepdim=True), d.mean(1, keepdim=True)
-    s0, d0 = s - s_mean, d - d_mean
-    # As complex numbers the similarity is one factor a = sum(conj(d) s) / sum(|d|^2).
-    norm = d0.pow(2).sum(dim=(1, 2)).clamp(min=1e-8)
-    re = (d0 * s0).sum(dim=(1, 2)) / norm
-    im = (d0[..., 0] * s0[..., 1] - d0[..., 1] * s0[..., 0]).sum(1) / norm
-    aligned = torch.stack((re[:, None] * d0[..., 0] - im[:, None] * d0[..., 1],
-                           im[:, None] * d0[..., 0] + re[:, None] * d0[..., 1]), -1) + s_mean
-    return aligned - s
+    a, d_centre, s_centre = fit_similarity(driver_points, source_points)
+    return rotate_scale(a, driver_points.float() - d_centre) + s_centre - source_points.float()
 
 
 def readout_loss(predicted: torch.Tensor, source_points: torch.Tensor, driver_points: torch.Tensor,

@@ -37,6 +37,7 @@ from sfd.pretrained.vgg19 import VGG19PerceptualLoss
 
 from .adversarial_loss import discriminator_adversarial_loss, generator_adversarial_loss, r1_penalty
 from .checkpointing import CheckpointManager
+from .cross_identity import cross_identity_keypoint_loss
 from .motion_losses import (EXPRESSION_READOUT_FILE, READOUT_FILE, MotionReadout, keypoint_flow_loss, landmark_loss,
                             non_rigid_offsets, point_weights, readout_loss, region_weighted_l1, warp_flow_loss)
 from .motion_watch import MotionWatch
@@ -397,6 +398,12 @@ class Trainer:
         if self.face_mesh is not None:
             terms["landmark"] = landmark_loss(self.face_mesh, image, driver_points, self.point_weights, valid)
             total = total + cfg.landmark_weight * terms["landmark"]
+        if cfg.cross_identity_weight > 0:
+            count = max(1, round(cfg.cross_identity_share * len(valid)))
+            terms["cross_identity"] = cross_identity_keypoint_loss(
+                self.accelerator.unwrap_model(self.model), out, batch, count, self.point_weights,
+                self.sample_generator if self.sampler is not None else None)
+            total = total + cfg.cross_identity_weight * terms["cross_identity"]
         return total
 
     def _mouth_eye_mask(self, batch: dict, size: int) -> torch.Tensor:
