@@ -131,4 +131,8 @@ def test_matching_needs_the_atlas_and_says_so_before_any_frame(moving_pipe, face
         moving_pipe.iter_animate(source, [], match_amplitude=True)
     with pytest.raises(SFDError, match="direction atlas"):
         moving_pipe.animate(source.image, tmp_path / "missing.mp4", tmp_path / "o.mp4", match_amplitude=True)
+    # an atlas that measured no effects cannot tell expression from head: refused at the call too
+    unmeasured = Atlas([AtlasDirection(i, "mixed", "Other", {}) for i in range(20)])
+    with pytest.raises(SFDError, match="measured effects"):
+        moving_pipe.iter_animate(source, [], atlas=unmeasured, match_amplitude=True)
     assert not list(tmp_path.iterdir())

@@ -236,3 +236,14 @@ def test_the_lease_says_what_is_missing(tmp_path, capsys):
     assert main(["run", "--data", str(tmp_path), "--minutes", "0.05", "--out", str(tmp_path / "o"),
                  "--set", "cross_identity_wieght=2"]) == 2
     assert "--set takes KEY=VALUE with KEY a training setting, got 'cross_identity_wieght=2'" in capsys.readouterr().err
+    assert main(["run", "--data", str(tmp_path), "--minutes", "0.05", "--out", str(tmp_path / "o"),
+                 "--set", "cross_identity_share=0"]) == 2
+    assert "cross_identity_share must lie in (0, 1]" in capsys.readouterr().err
+
+
+def test_lease_settings_are_read_as_their_types():
+    from sfd.training.lease import _settings
+
+    # YAML alone would read 1e-4 as text
+    assert _settings(["learning_rate=1e-4", "cross_identity_weight=2", "channels_last=true"]) == {
+        "learning_rate": 1e-4, "cross_identity_weight": 2.0, "channels_last": True}

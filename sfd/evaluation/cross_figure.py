@@ -18,12 +18,14 @@ import argparse
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
 from ..errors import SFDError, run_command
 from ..face import crop as crop_image
 from ..media import load_image, read_video
+from ..pipeline.amplitude import CALIBRATION_FRAMES
 from ..semantics import Atlas
 from . import face_motion
 from .evaluator import as_pipeline
@@ -81,14 +83,19 @@ def cross_identity_figure(pipeline, clip: str | Path, sources: list[np.ndarray],
     judges = judges or FaceJudges.default(lpips=False)
     columns = telling_frames(judges.face.landmarks(frames))
     last = max(columns) + 1  # relative motion needs every frame up to the last shown (smoothing)
-    box = pipeline.prepare_source(frames[0]).box
-    rows = [[crop_image(frames[i], box, height) for i in columns]]
+    if atlas is not None:  # the amplitude is matched on the driver's first faces, as the app does
+        last = min(len(frames), max(last, CALIBRATION_FRAMES))
+    driver = pipeline.prepare_source(frames[0])  # its box, on the frame as prepare_source scaled it
+    scaled = [frames[i] if driver.image.shape == frames[i].shape
+              else cv2.resize(frames[i], driver.image.shape[1::-1], interpolation=cv2.INTER_AREA) for i in columns]
+    rows = [[crop_image(frame, driver.box, height) for frame in scaled]]
     for image in sources:
         source = pipeline.prepare_source(image)
         batches = [frames[i:i + 8] for i in range(0, last, 8)]
         output = np.concatenate(list(pipeline.iter_animate(source, batches, atlas=atlas,
                                                            match_amplitude=atlas is not None)))
-        rows.append([crop_image(picture, source.box, height) for picture in [image] + [output[i] for i in columns[1:]]])
+        shown = [source.image] + [output[i] for i in columns[1:]]  # outputs are pasted into source.image
+        rows.append([crop_image(picture, source.box, height) for picture in shown])
     labels = [f"{name} ({index})" if k else "first frame / the face" for k, (name, index)
               in enumerate(zip(COLUMNS, columns))]
     return figure_rows(rows, labels, height), columns

@@ -249,10 +249,10 @@ class SFDPipeline:
         if len(atlas) != self.model.config.motion_dim:
             raise SFDError(f"the direction atlas has {len(atlas)} directions, this model "
                            f"{self.model.config.motion_dim} motion coefficients: it belongs to other weights")
+        mapped = atlas.expression_strength_map(float(expression_strength))  # raises for an atlas without effects
         if expression_strength == 1.0:
             return None
-        return torch.as_tensor(atlas.expression_strength_map(float(expression_strength)), dtype=torch.float32,
-                               device=self.device)
+        return torch.as_tensor(mapped, dtype=torch.float32, device=self.device)
 
     def _generate(self, latent: torch.Tensor, features, detail: DetailLayer | None
                   ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -351,12 +351,12 @@ class SFDPipeline:
                 continue
             held.append((frames, boxes, motion))
             if len(measured) >= CALIBRATION_FRAMES:
-                strength_map = self._matched_map(source, reference, measured_motion, measured, match)
+                strength_map = self._matched_map(source, reference, measured_motion, measured, match, relative)
                 for batch in held:
                     yield self._animated(source, *batch, reference, relative, strength_map)
                 held = []
         if held:  # a clip shorter than the calibration: matched on what there is
-            strength_map = self._matched_map(source, reference, measured_motion, measured, match)
+            strength_map = self._matched_map(source, reference, measured_motion, measured, match, relative)
             for batch in held:
                 yield self._animated(source, *batch, reference, relative, strength_map)
 
@@ -370,10 +370,10 @@ class SFDPipeline:
         return frames, boxes, faces, sharp
 
     def _matched_map(self, source: SourceFace, reference: torch.Tensor, motion: list[torch.Tensor],
-                     faces: list[np.ndarray], match: AmplitudeMatch) -> torch.Tensor | None:
+                     faces: list[np.ndarray], match: AmplitudeMatch, relative: bool) -> torch.Tensor | None:
         """The strength map of `amplitude.matched_strength` on the driver's faces seen so far."""
         def render(moved: torch.Tensor) -> torch.Tensor:
-            latent = self.model.transfer_motion(source.descriptors, moved, reference)
+            latent = self.model.transfer_motion(source.descriptors, moved, reference if relative else None)
             features, detail = source.descriptors.features, source.detail
             if detail is None:
                 images = self.model.generate(latent, features)

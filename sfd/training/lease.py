@@ -317,23 +317,30 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _settings(pairs: list[str]) -> dict:
-    """``KEY=VALUE`` strings as a dict, values read as YAML (numbers, booleans, lists); SFDError names a
-    key that is no recipe setting."""
-    import dataclasses
-
+    """``KEY=VALUE`` strings as a dict, each value read as its setting's type (a number, a boolean, a
+    list as YAML); SFDError names a key that is no recipe setting or a value that does not fit it."""
     import yaml
 
     from sfd.errors import SFDError
 
-    from .config import TrainingConfig
+    from .config import TrainingConfig, field_types
 
-    fields = {f.name for f in dataclasses.fields(TrainingConfig)}
+    types = field_types()
     settings = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or key.strip() not in fields:
+        key = key.strip()
+        if not sep or key not in types:
             raise SFDError(f"--set takes KEY=VALUE with KEY a training setting, got {pair!r}")
-        settings[key.strip()] = yaml.safe_load(value)
+        kind = types[key]
+        try:
+            settings[key] = kind(value) if kind in (int, float, str) else yaml.safe_load(value)
+        except ValueError as error:
+            raise SFDError(f"--set {key}: {value!r} is not a {kind.__name__} ({error})") from None
+    try:
+        TrainingConfig(data_root=".").replace(**settings)  # the checks of the settings themselves, now
+    except (TypeError, ValueError) as error:
+        raise SFDError(f"--set: {error}") from None
     return settings
 
 
