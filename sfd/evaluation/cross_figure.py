@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..data.layout import is_video_file
 from ..errors import SFDError, run_command
 from ..face import crop as crop_image
 from ..media import load_image, read_video
@@ -31,7 +32,6 @@ from . import face_motion
 from .evaluator import as_pipeline
 from .face_judges import FaceJudges
 
-VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".gif"}
 COLUMNS = ("reference", "mouth widest", "eyes closing", "head aside")
 
 
@@ -102,7 +102,7 @@ def cross_identity_figure(pipeline, clip: str | Path, sources: list[np.ndarray],
 
 
 def _source_image(path: Path) -> np.ndarray:
-    if path.suffix.lower() in VIDEO_SUFFIXES:
+    if is_video_file(path):
         return read_video(path, max_frames=1)[0][0]
     return load_image(path)
 

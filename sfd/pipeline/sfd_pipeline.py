@@ -254,15 +254,21 @@ class SFDPipeline:
             return None
         return torch.as_tensor(mapped, dtype=torch.float32, device=self.device)
 
-    def _generate(self, latent: torch.Tensor, features, detail: DetailLayer | None
-                  ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Model-size faces (uint8) for these latents, and with a detail layer the same faces at
+    def _render(self, latent: torch.Tensor, features, detail: DetailLayer | None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Model-size faces for these latents ([-1, 1]), and with a detail layer the same faces at
         paste resolution with that detail moved into them (else None)."""
         with self._inference():
             if detail is None:
-                return self._to_uint8(self.model.generate(latent, features)), None
+                return self.model.generate(latent, features), None
             images, flow, image_mask = self.model.generate(latent, features, return_warp=True)
-            return self._to_uint8(images), self._to_uint8(add_detail(images, flow, image_mask, detail))
+            return images, add_detail(images, flow, image_mask, detail)
+
+    def _generate(self, latent: torch.Tensor, features, detail: DetailLayer | None
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+        """`_render`'s faces as uint8 images."""
+        images, sharp = self._render(latent, features, detail)
+        return self._to_uint8(images), None if sharp is None else self._to_uint8(sharp)
 
     def _paste(self, source: SourceFace, face: np.ndarray) -> np.ndarray:
         """`face`: the model-size face, or the same at paste resolution with the source's detail."""
@@ -372,14 +378,11 @@ class SFDPipeline:
     def _matched_map(self, source: SourceFace, reference: torch.Tensor, motion: list[torch.Tensor],
                      faces: list[np.ndarray], match: AmplitudeMatch, relative: bool) -> torch.Tensor | None:
         """The strength map of `amplitude.matched_strength` on the driver's faces seen so far."""
-        def render(moved: torch.Tensor) -> torch.Tensor:
+        def render(moved: torch.Tensor) -> torch.Tensor:  # the faces as they will be shown, at MEASURE_SIDE
             latent = self.model.transfer_motion(source.descriptors, moved, reference if relative else None)
-            features, detail = source.descriptors.features, source.detail
-            if detail is None:
-                images = self.model.generate(latent, features)
-            else:
-                images = add_detail(*self.model.generate(latent, features, return_warp=True), detail)
-            return F.interpolate(images.float(), size=(MEASURE_SIDE, MEASURE_SIDE), mode="bilinear",
+            images, sharp = self._render(latent, source.descriptors.features, source.detail)
+            shown = images if sharp is None else sharp
+            return F.interpolate(shown.float(), size=(MEASURE_SIDE, MEASURE_SIDE), mode="bilinear",
                                  antialias=True, align_corners=False).clamp(-1, 1)
 
         with self._inference():
