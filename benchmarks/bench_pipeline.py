@@ -7,8 +7,10 @@
    stays within 10 % of the short one.
 2. Throughput in frames per second end to end (decode + face crop + model + paste-back + encode)
    beside the model alone (driving encode + generate on ready crops), tiny and vox256 presets,
-   and for tiny also without detail transfer (paste-back of the upsampled model-size face) and with
-   a driver box that follows the face (detection every 5th frame) instead of one box per clip.
+   and for tiny also without detail transfer (paste-back of the upsampled model-size face), with
+   a driver box that follows the face (detection every 5th frame) instead of one box per clip, and
+   without blink transfer (the face mesh on every driving face, and on the output where the
+   driver's eyes close).
 Random weights: speed and memory do not depend on what the weights are.
 """
 
@@ -36,7 +38,7 @@ def loop_clip(src: Path, dst: Path, seconds: float) -> Path:
 
 
 def child(preset: str, source: str, driving: str, output: str, model_only: bool, detail: bool,
-          driver_box: str) -> None:
+          driver_box: str, blinks: bool) -> None:
     """Runs in its own process; prints one JSON line."""
     import torch
 
@@ -49,7 +51,7 @@ def child(preset: str, source: str, driving: str, output: str, model_only: bool,
         pipe = SFDPipeline.from_pretrained(weights, device="cpu", detail_transfer=detail)
     result = {"preset": preset, "driving_seconds": probe_video(driving).duration}
     start = time.perf_counter()
-    pipe.animate(source, driving, output, crop_driving=True, driver_box=driver_box)
+    pipe.animate(source, driving, output, crop_driving=True, driver_box=driver_box, blinks=blinks)
     seconds = time.perf_counter() - start
     frames = probe_video(output).frame_count
     result.update(end_to_end_fps=frames / seconds, frames=frames,
@@ -79,12 +81,12 @@ def run_child(*args: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--faces", type=Path, default=DEFAULT_FACES)
-    parser.add_argument("--child", nargs=7,
-                        metavar=("PRESET", "SOURCE", "DRIVING", "OUTPUT", "MODEL_ONLY", "DETAIL", "DRIVER_BOX"))
+    parser.add_argument("--child", nargs=8,
+                        metavar=("PRESET", "SOURCE", "DRIVING", "OUTPUT", "MODEL_ONLY", "DETAIL", "DRIVER_BOX", "BLINKS"))
     args = parser.parse_args()
     if args.child:
-        preset, source, driving, output, model_only, detail, driver_box = args.child
-        child(preset, source, driving, output, model_only == "1", detail == "1", driver_box)
+        preset, source, driving, output, model_only, detail, driver_box, blinks = args.child
+        child(preset, source, driving, output, model_only == "1", detail == "1", driver_box, blinks == "1")
         return
     source = str(args.faces / "liveportrait" / "source" / "s0.jpg")
     clip = args.faces / "liveportrait" / "driving" / "d3.mp4"
@@ -96,26 +98,30 @@ def main() -> None:
         print("memory (tiny preset, crop + paste-back + audio, 512x512 driver, 600x704 source):")
         rss = {}
         for name, path in (("10 s", short), ("60 s", long)):
-            r = run_child("tiny", source, str(path), str(tmp / f"out_{name[:2]}.mp4"), "0", "1", "fixed")
+            r = run_child("tiny", source, str(path), str(tmp / f"out_{name[:2]}.mp4"), "0", "1", "fixed", "1")
             rss[name] = r["peak_rss_mib"]
             print(f"  {name} driver ({r['frames']} frames): peak RSS {r['peak_rss_mib']:.0f} MiB, "
                   f"{r['end_to_end_fps']:.1f} frames/s")
         print(f"  60 s / 10 s peak memory: {rss['60 s'] / rss['10 s']:.3f}")
         print("throughput (4 s driver, 120 frames):")
         fps = {}
-        for preset, detail, box in (("tiny", "1", "fixed"), ("tiny", "0", "fixed"), ("tiny", "1", "track"),
-                                    ("vox256", "1", "fixed")):
-            r = run_child(preset, source, str(clip4), str(tmp / f"out_{preset}.mp4"), "1", detail, box)
-            fps[preset, detail, box] = r["end_to_end_fps"]
+        for preset, detail, box, blinks in (("tiny", "1", "fixed", "1"), ("tiny", "0", "fixed", "1"),
+                                            ("tiny", "1", "track", "1"), ("tiny", "1", "fixed", "0"),
+                                            ("vox256", "1", "fixed", "1")):
+            r = run_child(preset, source, str(clip4), str(tmp / f"out_{preset}.mp4"), "1", detail, box, blinks)
+            fps[preset, detail, box, blinks] = r["end_to_end_fps"]
             label = preset + ("" if detail == "1" else ", no detail transfer")
             label += ", tracked box" if box == "track" else ""
+            label += "" if blinks == "1" else ", no blink transfer"
             print(f"  {label:<31} end to end {r['end_to_end_fps']:.2f} frames/s, model only "
                   f"{r['model_only_fps']:.2f} frames/s (end-to-end / model-only = "
                   f"{r['end_to_end_fps'] / r['model_only_fps']:.2f})")
         print(f"  tiny end to end, with / without detail transfer: "
-              f"{fps['tiny', '1', 'fixed'] / fps['tiny', '0', 'fixed']:.2f}")
+              f"{fps['tiny', '1', 'fixed', '1'] / fps['tiny', '0', 'fixed', '1']:.2f}")
         print(f"  tiny end to end, one driver box / tracked box: "
-              f"{fps['tiny', '1', 'fixed'] / fps['tiny', '1', 'track']:.2f}")
+              f"{fps['tiny', '1', 'fixed', '1'] / fps['tiny', '1', 'track', '1']:.2f}")
+        print(f"  tiny end to end, with / without blink transfer: "
+              f"{fps['tiny', '1', 'fixed', '1'] / fps['tiny', '1', 'fixed', '0']:.2f}")
 
 
 if __name__ == "__main__":

@@ -362,7 +362,7 @@ def test_motion_smoother_smooths_and_streams():
 
 def test_cli_animate_edit_and_errors(weights, faces_dir, tmp_path):
     driving = clip(faces_dir / "lia-vox" / "driving2.mp4", tmp_path / "d.mp4", 1.0, ["-c:a", "aac"])
-    cmd = [sys.executable, "-m", "sfd", "animate", "--weights", str(weights), "--source",
+    cmd = [sys.executable, "-m", "sfd", "animate", "--weights", str(weights), "--no-blinks", "--source",
            str(faces_dir / "lia-vox" / "monroe.png"), "--driving", str(driving), "--output", str(tmp_path / "o.mp4"),
            "--no-crop-driving"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

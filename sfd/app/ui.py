@@ -174,13 +174,16 @@ def build_animate_tab(handlers: AppHandlers) -> AnimateTab:
                                   info="one box (the first face's): the head's shifts move the portrait too; "
                                        "follow: for a head that leaves that box")
             paste_back = gr.Checkbox(True, label="Paste back", info="Off: output only the face crop")
+            blinks = gr.Checkbox(True, label="Blink with the driver", elem_id="sfd-blinks",
+                                 info="closes the portrait's eyelids where the driver's close (drawn over the "
+                                      "model's face: its motion has no blink)")
             keep_audio = gr.Checkbox(True, label="Keep the driving video's audio")
         with gr.Row():
             crop = crop_controls("the portrait")
     run.click(
         gpu_task(handlers.animate, GPU_SECONDS_VIDEO),
         inputs=[source, driving, motion, *crop.all, crop_driving, paste_back, keep_audio, smoothing, driver_box,
-                expression_strength, match_amplitude],
+                expression_strength, match_amplitude, blinks],
         outputs=[result, side_by_side], api_name="animate", concurrency_limit=1, concurrency_id="video",
     )
     portrait, clip = _example(EXAMPLE_PORTRAIT), _example(EXAMPLE_DRIVING)

@@ -25,8 +25,10 @@ from ..face.tracker import FirstFace, find_first_face
 from ..media import VideoReader, VideoWriter, load_image, probe_video
 from ..models import BUNDLED_WEIGHTS, SFDModel
 from ..expression_strength import check_expression_strength
+from ..semantics.face_measures import face_mesh
 from .amplitude import CALIBRATION_FRAMES, MEASURE_SIDE, AmplitudeMatch, matched_strength
 from .animation_result import AnimationResult
+from .blink_transfer import DRIVER_SIDE, BlinkTransfer
 from .detail_transfer import DetailLayer, add_detail, detail_layer, detail_layers
 from .motion_smoother import MotionSmoother
 from .side_by_side import side_by_side
@@ -316,7 +318,8 @@ class SFDPipeline:
 
     def _animate_batches(self, source: SourceFace, driving_batches: Iterable[np.ndarray], first: FirstFace,
                          tracker: FaceTracker, relative: bool, smoothing: float,
-                         strength_map: torch.Tensor | None, match: AmplitudeMatch | None = None):
+                         strength_map: torch.Tensor | None, match: AmplitudeMatch | None = None,
+                         blinks: bool = True):
         """Yields (driving frames, their crop boxes, animated model-size faces, the same faces at
         paste resolution with the source's detail or None) per batch, from the clip's frame 0.
 
@@ -325,9 +328,11 @@ class SFDPipeline:
         (from `Atlas.expression_strength_map`) maps each frame's motion change from the reference.
         `match`: choose the strength on the driver's first `CALIBRATION_FRAMES` faces instead
         (`amplitude.matched_strength`; the choice goes into `match.strength`); those frames'
-        batches are held until it is chosen.
+        batches are held until it is chosen. `blinks`: close the faces' eyelids where the driver's
+        close (`blink_transfer`).
         """
         smoother = MotionSmoother(smoothing)
+        eyes = BlinkTransfer(face_mesh(self.device)) if blinks else None
         with self._inference():
             first_crop = crop_image(first.frame, first.box, self.descriptor_size)
             reference = self.model.encode(self._to_tensor(first_crop[None]), with_features=False).motion.float()
@@ -353,27 +358,35 @@ class SFDPipeline:
                                                                                      boxes[before_face:])]
                         measured_motion.append(tracked)
             if not matching or before_face == len(frames):  # no face yet: the reference pose at any strength
-                yield self._animated(source, frames, boxes, motion, reference, relative, strength_map)
+                yield self._animated(source, frames, boxes, motion, reference, relative, strength_map, eyes)
                 continue
             held.append((frames, boxes, motion))
             if len(measured) >= CALIBRATION_FRAMES:
                 strength_map = self._matched_map(source, reference, measured_motion, measured, match, relative)
                 for batch in held:
-                    yield self._animated(source, *batch, reference, relative, strength_map)
+                    yield self._animated(source, *batch, reference, relative, strength_map, eyes)
                 held = []
         if held:  # a clip shorter than the calibration: matched on what there is
             strength_map = self._matched_map(source, reference, measured_motion, measured, match, relative)
             for batch in held:
-                yield self._animated(source, *batch, reference, relative, strength_map)
+                yield self._animated(source, *batch, reference, relative, strength_map, eyes)
 
     def _animated(self, source: SourceFace, frames, boxes, motion: torch.Tensor, reference: torch.Tensor,
-                  relative: bool, strength_map: torch.Tensor | None) -> tuple:
+                  relative: bool, strength_map: torch.Tensor | None, blinks: BlinkTransfer | None) -> tuple:
         with self._inference():
             if strength_map is not None:
                 motion = reference + (motion - reference) @ strength_map.T
             latent = self.model.transfer_motion(source.descriptors, motion, reference if relative else None)
-        faces, sharp = self._generate(latent, source.descriptors.features, source.detail)
-        return frames, boxes, faces, sharp
+        images, sharp = self._render(latent, source.descriptors.features, source.detail)
+        if blinks is not None:
+            with torch.inference_mode():  # the mesh in full precision: lids are a few pixels
+                driver = np.stack([crop_image(f, b, DRIVER_SIDE) for f, b in zip(frames, boxes)])
+                closure = blinks.closures(self._to_tensor(driver))
+                if sharp is None:
+                    (images,) = blinks.apply(closure, images)
+                else:
+                    sharp, images = blinks.apply(closure, sharp, images)
+        return frames, boxes, self._to_uint8(images), None if sharp is None else self._to_uint8(sharp)
 
     def _matched_map(self, source: SourceFace, reference: torch.Tensor, motion: list[torch.Tensor],
                      faces: list[np.ndarray], match: AmplitudeMatch, relative: bool) -> torch.Tensor | None:
@@ -394,15 +407,15 @@ class SFDPipeline:
                      crop_driving: bool = True, paste_back: bool = True, smoothing: float = 0.0,
                      scale: float = DEFAULT_SCALE, offset_x: float = DEFAULT_OFFSET_X,
                      offset_y: float = DEFAULT_OFFSET_Y, driver_box: str = "fixed",
-                     expression_strength: float = 1.0, atlas=None, match_amplitude: bool = False
-                     ) -> Iterator[np.ndarray]:
+                     expression_strength: float = 1.0, atlas=None, match_amplitude: bool = False,
+                     blinks: bool = True) -> Iterator[np.ndarray]:
         """Animated frames (uint8 batches) for batches of driving frames, streaming.
 
         The first driving frame with a face is the reference of relative motion, and the frames
         before it hold its pose (they are kept in memory until it shows); `crop_driving=False`
         takes each driving frame whole (for clips that are already face crops). `driver_box`:
         "fixed" crops every frame with the first face's box, "track" follows the face.
-        `expression_strength`, `match_amplitude` (with the weights' `atlas`): as for `animate`
+        `expression_strength`, `match_amplitude` (with the weights' `atlas`), `blinks`: as for `animate`
         (the first `CALIBRATION_FRAMES` faces come out together, once the strength is chosen). A
         wrong `driver_box` or strength raises at the call, not at the first frame.
         """
@@ -410,12 +423,12 @@ class SFDPipeline:
         strength_map = self._strength_map(expression_strength, atlas, match_amplitude)
         match = AmplitudeMatch(atlas, expression_strength) if match_amplitude else None
         return self._iter_animate(source, iter(driving_batches), relative, crop_driving, paste_back, smoothing,
-                                  scale, offset_x, offset_y, driver_box, strength_map, match)
+                                  scale, offset_x, offset_y, driver_box, strength_map, match, blinks)
 
     def _iter_animate(self, source: SourceFace, batches: Iterator[np.ndarray], relative: bool, crop_driving: bool,
                       paste_back: bool, smoothing: float, scale: float, offset_x: float, offset_y: float,
-                      driver_box: str, strength_map: torch.Tensor | None, match: AmplitudeMatch | None
-                      ) -> Iterator[np.ndarray]:
+                      driver_box: str, strength_map: torch.Tensor | None, match: AmplitudeMatch | None,
+                      blinks: bool) -> Iterator[np.ndarray]:
         held: list[np.ndarray] = []
 
         def frames():
@@ -428,7 +441,7 @@ class SFDPipeline:
             return
         tracker = self._driving_tracker(crop_driving, scale, offset_x, offset_y, first, driver_box)
         for _, _, faces, sharp in self._animate_batches(source, itertools.chain(held, batches), first, tracker,
-                                                        relative, smoothing, strength_map, match):
+                                                        relative, smoothing, strength_map, match, blinks):
             if not paste_back:
                 yield faces
             else:
@@ -440,7 +453,8 @@ class SFDPipeline:
                 offset_x: float = DEFAULT_OFFSET_X, offset_y: float = DEFAULT_OFFSET_Y, batch_size: int = 8,
                 max_duration: float | None = None, side_by_side_path: str | os.PathLike | None = None,
                 progress: ProgressCallback | None = None, driver_box: str = "fixed",
-                expression_strength: float = 1.0, atlas=None, match_amplitude: bool = False) -> AnimationResult:
+                expression_strength: float = 1.0, atlas=None, match_amplitude: bool = False,
+                blinks: bool = True) -> AnimationResult:
         """Animate the source face with the motion of a driving video; returns the `AnimationResult`
         (path-like: the output video), which also says how many driving frames showed no face.
 
@@ -458,6 +472,8 @@ class SFDPipeline:
         `match_amplitude` (needs `atlas`) multiplies that strength by the gain that makes this
         source's mouth move as widely, for its face's size, as the driver's over its first
         `CALIBRATION_FRAMES` faces (`sfd.pipeline.amplitude`); the result says what was used.
+        `blinks` (default on) closes the portrait's eyelids where the driver's close, by an image
+        warp after the model, whose motion has no blink (`sfd.pipeline.blink_transfer`).
         With `side_by_side_path`, a second video shows
         driver | source | result at the result's height (whole frames with `paste_back`, else
         face crops).
@@ -486,7 +502,7 @@ class SFDPipeline:
                 panels = stack.enter_context(VideoWriter(side_by_side_path, info.fps, audio_source=audio,
                                                          keep_audio=keep_audio))
             for frames, boxes, faces, sharp in self._animate_batches(source, reader, first, tracker, relative,
-                                                                     smoothing, strength_map, match):
+                                                                     smoothing, strength_map, match, blinks):
                 results = (np.stack([self._paste(source, f) for f in (faces if sharp is None else sharp)])
                            if paste_back else faces)
                 writer.write(results)

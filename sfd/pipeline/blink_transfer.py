@@ -1,0 +1,163 @@
+"""Blink transfer: the shown face's eyelids close where the driver's close.
+
+Why outside the model: the bundled weights' motion space has no blink. Their direction atlas
+moves the eye opening (lid gap / eye width) by at most 0.03 per calibration std, always with a
+head turn or tilt, while a blink takes the gap from about 0.25 to under 0.1; on the test clips that
+blink, the output's eye opening followed the driver's at r 0.09. So the lids are moved in the
+image, after the model, as explicit eye retargeting (LivePortrait does it on keypoints).
+
+Per frame:
+
+1. The driver's eye opening from MediaPipe's face mesh (`face_mesh_regions.eye_opening`, both eyes'
+   mean) on its face crop, framed as MediaPipe tracks a face (a first pass on the whole crop, then
+   the crop re-framed and levelled on those points): that framing follows dlib's eye aspect ratio
+   on the test clips at r 0.73-0.95, the whole crop alone at 0.35-0.89. The mesh reads a closed
+   eye as about 0.65 of the open one (dlib: 0.3-0.5), so:
+2. the closure is `(OPEN_RATIO - ratio) / (OPEN_RATIO - CLOSED_RATIO)` clipped to [0, 1], where
+   the ratio is the opening over the driver's open level: the median of its last `HISTORY` faces
+   (blinks are short). Ratios above `OPEN_RATIO` (the mesh's jitter on open eyes) close nothing.
+3. The shown face's lids, from the mesh on it, are closed by that fraction of its own lid gap, so
+   the driver's blink closes any face's eyes whatever their size or shape. In each eye's frame
+   (x along the corners, y across), the upper lid's edge moves down towards the lower lid; the
+   skin above it, most of the way up to the brow's lower edge (`SKIN_SHARE`), stretches down with
+   it; the eyeball under the new edge stays where it was, covered rather than squeezed. Outside
+   the corners nothing moves, so the warp is continuous everywhere but along the lid's new edge,
+   and pixels that do not move keep their values exactly.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..pretrained.face_mesh import rois_from_points
+from ..pretrained.face_mesh_regions import LEFT_BROW, RIGHT_BROW, eye_opening
+
+OPEN_RATIO = 0.92  # driver opening over its open level at which the lids start to close
+CLOSED_RATIO = 0.65  # ... and at which they are closed
+HISTORY = 250  # driver faces (10 s at 25 fps) whose median opening is its open level
+MIN_PRESENCE = 0.5  # the mesh's face presence under which a frame closes nothing
+# The skin above the upper lid that follows it down: this share of the way from the lid to the
+# brow's lower edge (the brow itself stays), within these bounds (half eye widths).
+SKIN_SHARE = 0.8
+SKIN_BAND = (0.3, 0.7)
+DRIVER_SIDE = 256  # the driver's face crops are measured at this side
+MARGIN = 2  # px around an eye's warped region
+
+# Each eye: (corner on the image's left, corner on the image's right, upper lid, lower lid, brow's
+# lower edge), lids from the left corner to the right one, both through the corners.
+EYE_CONTOURS = (
+    (33, 133, [33, 246, 161, 160, 159, 158, 157, 173, 133], [33, 7, 163, 144, 145, 153, 154, 155, 133],
+     RIGHT_BROW[5:]),
+    (362, 263, [362, 398, 384, 385, 386, 387, 388, 466, 263], [362, 382, 381, 380, 374, 373, 390, 249, 263],
+     LEFT_BROW[5:]),
+)
+
+
+def tracked_points(mesh, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mesh points (N, 468, 2) in the pixels of aligned faces (N, 3, S, S) in [-1, 1], and the mesh's
+    face presence (N,): a pass on the whole face, then one on MediaPipe's framing of its points."""
+    first = mesh.on_aligned(faces.float())
+    boxes, angles = rois_from_points(first.points)
+    found = mesh.detect(faces.float(), boxes, angles, passes=1)
+    return found.points[..., :2], found.presence
+
+
+def _interpolate(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
+    """Piecewise-linear f(x) per row: x (B, P), knots xp (B, K) with values fp (B, K); constant
+    beyond the end knots."""
+    order = xp.argsort(dim=1)
+    xp, fp = xp.gather(1, order), fp.gather(1, order)
+    right = torch.searchsorted(xp.contiguous(), x.contiguous()).clamp(1, xp.shape[1] - 1)
+    left = right - 1
+    x0, x1, f0, f1 = xp.gather(1, left), xp.gather(1, right), fp.gather(1, left), fp.gather(1, right)
+    t = ((x - x0) / (x1 - x0).clamp_min(1e-6)).clamp(0, 1)
+    return f0 + t * (f1 - f0)
+
+
+def close_lids(images: torch.Tensor, points: torch.Tensor, closure: torch.Tensor) -> torch.Tensor:
+    """`images` (B, C, S, S) with each face's upper lids closed by `closure` (B,) in [0, 1] of the lid
+    gap (1: shut; module doc, step 3); `points` (B, 468, 2) its mesh in pixels of `images`."""
+    closure = closure.to(images.device, torch.float32).clamp(0, 1)
+    if not bool((closure > 0).any()):
+        return images
+    out = images.clone()
+    side = images.shape[-1]
+    points = points.to(images.device, torch.float32)
+    for left, right, upper, lower, brow in EYE_CONTOURS:
+        a, b = points[:, left], points[:, right]
+        half = (b - a).norm(dim=1).clamp_min(1e-3) / 2  # (B,)
+        ex = (b - a) / (2 * half[:, None])
+        ey = torch.stack([-ex[:, 1], ex[:, 0]], 1)  # across the eye, downwards in the image
+        centre = (a + b) / 2
+
+        def profile(indices):
+            rel = points[:, indices] - centre[:, None]
+            return (rel * ex[:, None]).sum(-1) / half[:, None], (rel * ey[:, None]).sum(-1) / half[:, None]
+
+        lid_top = profile(upper)[1].amin(1)
+        band = (SKIN_SHARE * (lid_top - profile(brow)[1].mean(1))).clamp(*SKIN_BAND)[:, None]  # (B, 1)
+        # the region that can move: the eye, the skin band above it, a margin; the same for the batch
+        lids = points[:, upper + lower]
+        reach = (band[:, 0] * half).max()
+        x0, y0 = (lids.amin((0, 1)) - reach - MARGIN).floor().clamp(0, side).int().tolist()
+        x1, y1 = (lids.amax((0, 1)) + reach + MARGIN).ceil().clamp(0, side).int().tolist()
+        if x1 <= x0 or y1 <= y0:
+            continue
+        ys, xs = torch.meshgrid(torch.arange(y0, y1, device=images.device, dtype=torch.float32) + 0.5,
+                                torch.arange(x0, x1, device=images.device, dtype=torch.float32) + 0.5, indexing="ij")
+        pixels = torch.stack([xs, ys], -1).view(1, -1, 2) - centre[:, None]  # (B, P, 2)
+        u = (pixels * ex[:, None]).sum(-1) / half[:, None]
+        v = (pixels * ey[:, None]).sum(-1) / half[:, None]
+        top = _interpolate(u, *profile(upper))
+        bottom = _interpolate(u, *profile(lower))
+        gap = (bottom - top).clamp_min(0) * (u.abs() < 1)
+        edge = top + closure[:, None] * gap  # the upper lid's new edge
+        start = top - band
+        moving = (v >= start) & (v < edge) & (gap > 0) & (closure[:, None] > 0)
+        source_v = torch.where(moving, start + (v - start) * band / (edge - start).clamp_min(1e-6), v)
+        moved = pixels + ((source_v - v) * half[:, None])[..., None] * ey[:, None] + centre[:, None]
+        grid = (2 * moved / side - 1).view(-1, y1 - y0, x1 - x0, 2)
+        sampled = F.grid_sample(out.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+        region = out[:, :, y0:y1, x0:x1]  # pixels that do not move keep their values exactly
+        out[:, :, y0:y1, x0:x1] = torch.where(moving.view(-1, 1, y1 - y0, x1 - x0), sampled.to(out.dtype), region)
+    return out
+
+
+class BlinkTransfer:
+    """The driver's blinks, one clip at a time: `closures` of driver faces (keeps the driver's
+    open level), then `apply` them to the faces shown for those frames."""
+
+    def __init__(self, mesh):
+        self.mesh = mesh
+        self.openings: deque[float] = deque(maxlen=HISTORY)
+
+    @torch.no_grad()
+    def closures(self, driver_faces: torch.Tensor) -> torch.Tensor:
+        """(N,) closures in [0, 1] of the driver's aligned faces (N, 3, S, S) in [-1, 1], in order."""
+        points, presence = tracked_points(self.mesh, driver_faces)
+        left, right = eye_opening(points)
+        opening = ((left + right) / 2).cpu().numpy()
+        seen = (presence > MIN_PRESENCE).cpu().numpy() & np.isfinite(opening)
+        closures = np.zeros(len(opening), np.float32)
+        for i in range(len(opening)):
+            if not seen[i]:
+                continue
+            self.openings.append(float(opening[i]))
+            ratio = opening[i] / max(float(np.median(self.openings)), 1e-6)
+            closures[i] = np.clip((OPEN_RATIO - ratio) / (OPEN_RATIO - CLOSED_RATIO), 0.0, 1.0)
+        return torch.from_numpy(closures)
+
+    @torch.no_grad()
+    def apply(self, closure: torch.Tensor, faces: torch.Tensor, *more: torch.Tensor) -> list[torch.Tensor]:
+        """`faces` (B, 3, S, S) in [-1, 1] and the same faces at other sizes (`more`), their lids
+        closed by `closure` (B,); the lids are found by the mesh on `faces`."""
+        shown = [faces, *more]
+        if not bool((closure > 0).any()):
+            return shown
+        points, presence = tracked_points(self.mesh, faces)
+        closure = closure.to(points.device) * (presence > MIN_PRESENCE)
+        return [close_lids(x, points * (x.shape[-1] / faces.shape[-1]), closure) for x in shown]
