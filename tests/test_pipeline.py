@@ -166,8 +166,9 @@ def test_expression_strength_maps_the_driver_s_motion_and_bad_settings_stop_at_t
     source = moving_pipe.prepare_source(faces_dir / "lia-vox" / "taylor.png")
     driving = read_video(talking_clip, max_frames=48)[0][::8]  # frames far apart: the face moves
 
-    def animate(**kwargs) -> np.ndarray:
-        return np.concatenate(list(moving_pipe.iter_animate(source, [driving], paste_back=False, **kwargs)))
+    def animate(**kwargs) -> np.ndarray:  # the model's motion alone: no lids drawn over it
+        return np.concatenate(list(moving_pipe.iter_animate(source, [driving], paste_back=False, blinks=False,
+                                                            **kwargs)))
 
     plain = animate()
     # Strength 1 is the driver's own motion, atlas or not.
