@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -332,7 +333,12 @@ class SFDPipeline:
         close (`blink_transfer`).
         """
         smoother = MotionSmoother(smoothing)
-        eyes = BlinkTransfer(face_mesh(self.device)) if blinks else None
+        eyes = None
+        if blinks:
+            try:
+                eyes = BlinkTransfer(face_mesh(self.device))
+            except WeightsError as error:  # the face mesh's converted weights are not installed
+                logging.getLogger(__name__).warning("animating without blink transfer: %s", error)
         with self._inference():
             first_crop = crop_image(first.frame, first.box, self.descriptor_size)
             reference = self.model.encode(self._to_tensor(first_crop[None]), with_features=False).motion.float()
