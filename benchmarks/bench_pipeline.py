@@ -9,8 +9,8 @@
    beside the model alone (driving encode + generate on ready crops), tiny and vox256 presets,
    and for tiny also without detail transfer (paste-back of the upsampled model-size face), with
    a driver box that follows the face (detection every 5th frame) instead of one box per clip, and
-   without blink transfer (the face mesh on every driving face, and on the output where the
-   driver's eyes close).
+   without mouth transfer, then without blink transfer either (the face mesh on every driving face,
+   and on every output face for the mouth, on those whose driver's eyes close for the blinks).
 Random weights: speed and memory do not depend on what the weights are.
 """
 
@@ -38,7 +38,7 @@ def loop_clip(src: Path, dst: Path, seconds: float) -> Path:
 
 
 def child(preset: str, source: str, driving: str, output: str, model_only: bool, detail: bool,
-          driver_box: str, blinks: bool) -> None:
+          driver_box: str, retargeting: str) -> None:
     """Runs in its own process; prints one JSON line."""
     import torch
 
@@ -51,7 +51,8 @@ def child(preset: str, source: str, driving: str, output: str, model_only: bool,
         pipe = SFDPipeline.from_pretrained(weights, device="cpu", detail_transfer=detail)
     result = {"preset": preset, "driving_seconds": probe_video(driving).duration}
     start = time.perf_counter()
-    pipe.animate(source, driving, output, crop_driving=True, driver_box=driver_box, blinks=blinks)
+    pipe.animate(source, driving, output, crop_driving=True, driver_box=driver_box,
+                 blinks=retargeting in ("both", "blinks"), mouth=retargeting == "both")
     seconds = time.perf_counter() - start
     frames = probe_video(output).frame_count
     result.update(end_to_end_fps=frames / seconds, frames=frames,
@@ -82,11 +83,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--faces", type=Path, default=DEFAULT_FACES)
     parser.add_argument("--child", nargs=8,
-                        metavar=("PRESET", "SOURCE", "DRIVING", "OUTPUT", "MODEL_ONLY", "DETAIL", "DRIVER_BOX", "BLINKS"))
+                        metavar=("PRESET", "SOURCE", "DRIVING", "OUTPUT", "MODEL_ONLY", "DETAIL", "DRIVER_BOX",
+                                 "RETARGETING"))
     args = parser.parse_args()
     if args.child:
-        preset, source, driving, output, model_only, detail, driver_box, blinks = args.child
-        child(preset, source, driving, output, model_only == "1", detail == "1", driver_box, blinks == "1")
+        preset, source, driving, output, model_only, detail, driver_box, retargeting = args.child
+        child(preset, source, driving, output, model_only == "1", detail == "1", driver_box, retargeting)
         return
     source = str(args.faces / "liveportrait" / "source" / "s0.jpg")
     clip = args.faces / "liveportrait" / "driving" / "d3.mp4"
@@ -98,30 +100,30 @@ def main() -> None:
         print("memory (tiny preset, crop + paste-back + audio, 512x512 driver, 600x704 source):")
         rss = {}
         for name, path in (("10 s", short), ("60 s", long)):
-            r = run_child("tiny", source, str(path), str(tmp / f"out_{name[:2]}.mp4"), "0", "1", "fixed", "1")
+            r = run_child("tiny", source, str(path), str(tmp / f"out_{name[:2]}.mp4"), "0", "1", "fixed", "both")
             rss[name] = r["peak_rss_mib"]
             print(f"  {name} driver ({r['frames']} frames): peak RSS {r['peak_rss_mib']:.0f} MiB, "
                   f"{r['end_to_end_fps']:.1f} frames/s")
         print(f"  60 s / 10 s peak memory: {rss['60 s'] / rss['10 s']:.3f}")
         print("throughput (4 s driver, 120 frames):")
         fps = {}
-        for preset, detail, box, blinks in (("tiny", "1", "fixed", "1"), ("tiny", "0", "fixed", "1"),
-                                            ("tiny", "1", "track", "1"), ("tiny", "1", "fixed", "0"),
-                                            ("vox256", "1", "fixed", "1")):
-            r = run_child(preset, source, str(clip4), str(tmp / f"out_{preset}.mp4"), "1", detail, box, blinks)
-            fps[preset, detail, box, blinks] = r["end_to_end_fps"]
+        for preset, detail, box, retargeting in (("tiny", "1", "fixed", "both"), ("tiny", "0", "fixed", "both"),
+                                                 ("tiny", "1", "track", "both"), ("tiny", "1", "fixed", "blinks"),
+                                                 ("tiny", "1", "fixed", "none"), ("vox256", "1", "fixed", "both")):
+            r = run_child(preset, source, str(clip4), str(tmp / f"out_{preset}.mp4"), "1", detail, box, retargeting)
+            fps[preset, detail, box, retargeting] = r["end_to_end_fps"]
             label = preset + ("" if detail == "1" else ", no detail transfer")
             label += ", tracked box" if box == "track" else ""
-            label += "" if blinks == "1" else ", no blink transfer"
-            print(f"  {label:<31} end to end {r['end_to_end_fps']:.2f} frames/s, model only "
+            label += {"both": "", "blinks": ", no mouth transfer", "none": ", no blink or mouth transfer"}[retargeting]
+            print(f"  {label:<40} end to end {r['end_to_end_fps']:.2f} frames/s, model only "
                   f"{r['model_only_fps']:.2f} frames/s (end-to-end / model-only = "
                   f"{r['end_to_end_fps'] / r['model_only_fps']:.2f})")
-        print(f"  tiny end to end, with / without detail transfer: "
-              f"{fps['tiny', '1', 'fixed', '1'] / fps['tiny', '0', 'fixed', '1']:.2f}")
-        print(f"  tiny end to end, one driver box / tracked box: "
-              f"{fps['tiny', '1', 'fixed', '1'] / fps['tiny', '1', 'track', '1']:.2f}")
-        print(f"  tiny end to end, with / without blink transfer: "
-              f"{fps['tiny', '1', 'fixed', '1'] / fps['tiny', '1', 'fixed', '0']:.2f}")
+        shipped = fps["tiny", "1", "fixed", "both"]
+        print(f"  tiny end to end, with / without detail transfer: {shipped / fps['tiny', '0', 'fixed', 'both']:.2f}")
+        print(f"  tiny end to end, one driver box / tracked box: {shipped / fps['tiny', '1', 'track', 'both']:.2f}")
+        print(f"  tiny end to end, with / without mouth transfer: {shipped / fps['tiny', '1', 'fixed', 'blinks']:.2f}")
+        print(f"  tiny end to end, with / without blink and mouth transfer: "
+              f"{shipped / fps['tiny', '1', 'fixed', 'none']:.2f}")
 
 
 if __name__ == "__main__":

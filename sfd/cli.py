@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "its size, as the driver's (measured on its first two seconds); needs atlas.json")
     a.add_argument("--no-blinks", action="store_true",
                    help="do not close the portrait's eyelids where the driver's close (blink transfer)")
+    a.add_argument("--no-mouth", action="store_true",
+                   help="do not open the portrait's mouth further where the model draws it less open than the "
+                        "driver's, for its face's size (mouth transfer)")
     a.add_argument("--batch-size", type=int, default=8)
 
     e = sub.add_parser("edit", help="move chosen descriptor coefficients of a face")
@@ -146,7 +149,8 @@ def run(args) -> str:
                            smoothing=args.smoothing, batch_size=args.batch_size, progress=progress,
                            driver_box=args.driver_box, expression_strength=args.expression_strength,
                            atlas=_atlas(args) if args.expression_strength != 1.0 or args.match_amplitude else None,
-                           match_amplitude=args.match_amplitude, blinks=not args.no_blinks, **_crop_kwargs(args))
+                           match_amplitude=args.match_amplitude, blinks=not args.no_blinks,
+                           mouth=not args.no_mouth, **_crop_kwargs(args))
         bar.close()
         info = probe_video(out)
         seconds = time.perf_counter() - start

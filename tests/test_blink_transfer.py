@@ -9,6 +9,7 @@ import torch
 from sfd import SFDModel, SFDPipeline
 from sfd.media import read_video
 from sfd.pipeline.blink_transfer import BlinkTransfer, close_lids
+from sfd.pipeline.face_retargeting import FaceRetargeting, tracked_points
 from sfd.semantics.face_measures import face_mesh
 
 from conftest import TALKING_HEADS
@@ -98,12 +99,12 @@ def tiny_pipeline() -> SFDPipeline:
 def test_the_driver_s_blink_closes_and_its_open_frames_do_not(tiny_pipeline, blink_clip):
     from sfd.face import crop as crop_image
     from sfd.face.tracker import find_first_face
-    from sfd.pipeline.blink_transfer import DRIVER_SIDE
+    from sfd.pipeline.face_retargeting import DRIVER_SIDE
 
     first = find_first_face(tiny_pipeline._detector(), iter(blink_clip), 2.0, 0.0, 0.0)
     crops = np.stack([crop_image(frame, first.box, DRIVER_SIDE) for frame in blink_clip])
     faces = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 127.5 - 1
-    closures = BlinkTransfer(face_mesh("cpu")).closures(faces).numpy()
+    closures = BlinkTransfer().closures(*tracked_points(face_mesh("cpu"), faces)).numpy()
     # measured: 0.47, 0.94, 0.83 at the blink; 0 on every open frame
     assert closures[BLINK_FRAMES].min() > 0.35 and closures[BLINK_FRAMES].max() > 0.8, closures
     assert closures[OPEN_FRAMES].max() == 0.0, closures
@@ -112,12 +113,19 @@ def test_the_driver_s_blink_closes_and_its_open_frames_do_not(tiny_pipeline, bli
 def test_a_frame_without_a_face_closes_nothing(faces_dir):
     from sfd.media import load_image
 
-    blinks = BlinkTransfer(face_mesh("cpu"))
+    mesh = face_mesh("cpu")
     portrait = torch.from_numpy(np.array(load_image(faces_dir / "lia-vox" / "monroe.png"))).permute(2, 0, 1)[None]
     portrait = torch.nn.functional.interpolate(portrait.float() / 127.5 - 1, size=(256, 256), mode="area")
     noise = torch.rand(1, 3, 256, 256) * 2 - 1
-    assert blinks.closures(portrait.expand(4, -1, -1, -1)).eq(0).all()
-    (kept,) = blinks.apply(torch.ones(1), noise)  # the mesh finds no face to close
+    points, seen = tracked_points(mesh, torch.cat([portrait, noise]))
+    assert seen.tolist() == [True, False]
+    # an unseen driver face closes nothing, even where its points would read as shut
+    shut = BlinkTransfer()
+    shut.closures(points[:1].expand(8, -1, -1), torch.ones(8, dtype=torch.bool))
+    assert shut.closures(points[1:] * torch.tensor([1.0, 0.0]), torch.zeros(1, dtype=torch.bool)).eq(0).all()
+    retargeting = FaceRetargeting(mesh)
+    retargeting.start(portrait, portrait)
+    (kept,) = retargeting(portrait, noise)  # the mesh finds no face to close or open
     assert torch.equal(kept, noise)
 
 
@@ -128,8 +136,8 @@ def test_the_pipeline_closes_the_portrait_s_eyes_where_the_driver_blinks_and_onl
     source = tiny_pipeline.prepare_source(faces_dir / "lia-vox" / "taylor.png")
     batches = [blink_clip[i:i + 8] for i in range(0, len(blink_clip), 8)]
     # the portrait is a 256 px head shot: pasted back, the whole image is the face at full size
-    on = np.concatenate(list(tiny_pipeline.iter_animate(source, batches)))
-    off = np.concatenate(list(tiny_pipeline.iter_animate(source, batches, blinks=False)))
+    on = np.concatenate(list(tiny_pipeline.iter_animate(source, batches, mouth=False)))
+    off = np.concatenate(list(tiny_pipeline.iter_animate(source, batches, blinks=False, mouth=False)))
     assert np.array_equal(on[OPEN_FRAMES], off[OPEN_FRAMES])
     changed = np.abs(on.astype(int) - off.astype(int)).max(axis=(1, 2, 3))
     assert (changed[BLINK_FRAMES] > 40).all(), changed

@@ -108,8 +108,11 @@ def test_on_a_test_identity_the_bundle_follows_the_driver_better_than_untrained_
                                 face_detector=bundled_pipeline.face_detector,
                                 device="cpu")
     judges = FaceJudges.default(lpips=False)  # dlib's 68 points, as the model card's numbers
-    trained = full_frame_reconstruction(bundled_pipeline, test_identity_clip, max_frames=FRAMES, judges=judges)
-    baseline = full_frame_reconstruction(untrained, test_identity_clip, max_frames=FRAMES, judges=judges)
+    # The models' own motion: mouth transfer opens any model's output with the driver's mouth.
+    trained = full_frame_reconstruction(bundled_pipeline, test_identity_clip, max_frames=FRAMES, judges=judges,
+                                        mouth=False)
+    baseline = full_frame_reconstruction(untrained, test_identity_clip, max_frames=FRAMES, judges=judges,
+                                         mouth=False)
     assert trained["frames"] == baseline["frames"] == FRAMES - 1
     assert trained["face_frames"] >= 0.9 * trained["frames"]
     # Landmarks closer to the driver's than doing nothing (the source frame every time) and than the
@@ -225,28 +228,36 @@ def test_expression_strength_scales_the_mouth_and_keeps_the_head_on_a_test_ident
             assert 0.8 < np.nanstd(moved) / np.nanstd(plain) < 1.2, (strength, key)
 
 
+def clip_and_still(clip_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The first 48 frames of a test clip of the corpus and a still of a training-split person (a
+    portrait, never a driver); skips where the corpus is absent."""
+    from sfd.media import load_image
+
+    clip = TALKING_HEADS / "clips" / clip_name
+    still = TALKING_HEADS / "stills" / "145_deepface-img9.jpg"
+    if not (clip.is_file() and still.is_file()):
+        pytest.skip(f"the talking-heads corpus is not at {TALKING_HEADS}")
+    return read_video(clip, max_frames=48)[0], load_image(still)
+
+
 def test_another_person_s_still_opens_its_mouth_with_the_driver_and_stays_that_person(bundled_pipeline):
     """A still of a training-split person (as a portrait, never as a driver) driven by a test clip
     whose mouth opens: the mesh's mouth opening of the output, at the driver's 8 widest-open frames
     against its 8 most closed, grows; more with the amplitude matched (the app's default), and
     the face stays the still's person (dlib's descriptor distance)."""
-    from sfd.media import load_image
     from sfd.semantics.face_measures import MEASURE_INDEX, measure_faces
 
-    clip = TALKING_HEADS / "clips" / "004_styletalk-feifeili-clip1.mp4"
-    still = TALKING_HEADS / "stills" / "145_deepface-img9.jpg"
-    if not (clip.is_file() and still.is_file()):
-        pytest.skip(f"the talking-heads corpus is not at {TALKING_HEADS}")
-    frames, image = read_video(clip, max_frames=48)[0], load_image(still)
+    frames, image = clip_and_still("004_styletalk-feifeili-clip1.mp4")
     judges = FaceJudges.default(lpips=False)
     driver_mouth = face_motion.face_measures(judges.face.landmarks(frames))["mouth"]
     order = np.argsort(driver_mouth)
     wide, shut = order[-8:], order[:8]
     source, atlas = bundled_pipeline.prepare_source(image), Atlas.load(BUNDLED)
     grown = {}
-    for match in (False, True):
+    for match in (False, True):  # the model's own motion: no mouth drawn over it
         faces = np.concatenate(list(bundled_pipeline.iter_animate(
-            source, [frames[i:i + 8] for i in range(0, 48, 8)], paste_back=False, atlas=atlas, match_amplitude=match)))
+            source, [frames[i:i + 8] for i in range(0, 48, 8)], paste_back=False, atlas=atlas, match_amplitude=match,
+            mouth=False)))
         opening = measure_faces(torch.from_numpy(faces).permute(0, 3, 1, 2).float() / 127.5 - 1)
         opening = opening[:, MEASURE_INDEX["mouth_open"]].numpy()
         grown[match] = float(opening[wide].mean() - opening[shut].mean())
@@ -265,18 +276,37 @@ def test_another_person_s_still_opens_its_mouth_with_the_driver_and_stays_that_p
     assert to_still.max() < 0.45 < to_driver.min(), (to_still, to_driver)  # the issue's target: 0.45
 
 
+def test_mouth_transfer_opens_another_person_s_still_as_widely_as_the_driver_s(bundled_pipeline):
+    """The same still and test clip: with mouth transfer (the default), dlib's mouth opening of the
+    output (the evaluation's judge, not the face mesh that sets the warp) follows the driver's and
+    moves about as widely; without it, the model alone opens it a fraction as widely. The face
+    stays the still's person."""
+    frames, image = clip_and_still("004_styletalk-feifeili-clip1.mp4")
+    judges = FaceJudges.default(lpips=False)
+    driver = judges.face.landmarks(frames)
+    source = bundled_pipeline.prepare_source(image)
+    scores, outputs = {}, {}
+    for mouth in (True, False):
+        outputs[mouth] = np.concatenate(list(bundled_pipeline.iter_animate(
+            source, [frames[i:i + 8] for i in range(0, 48, 8)], mouth=mouth)))
+        scores[mouth] = face_motion.following(judges.face.landmarks(outputs[mouth]), driver)
+    # measured: r 0.78 and 0.65 of the driver's spread; without: r 0.70 and 0.21
+    assert scores[True]["mouth_corr"] > 0.6 and scores[True]["mouth_amplitude"] > 0.45, scores
+    assert scores[True]["mouth_amplitude"] > 2 * scores[False]["mouth_amplitude"], scores
+    marks = judges.face.landmarks(outputs[True][::8])
+    to_still = np.linalg.norm(judges.face.descriptors(outputs[True][::8], marks)
+                              - judges.face.descriptors(image[None], judges.face.landmarks(image[None])), axis=1)
+    assert to_still.max() < 0.45, to_still  # measured at most 0.18; the issue's target: 0.45
+
+
 def test_another_person_s_still_blinks_where_the_driver_blinks(bundled_pipeline):
     """A still of a training-split person driven by a test clip that blinks: dlib's eye opening of
     the output (the evaluation's judge, not the face mesh that moves the lids) follows the
     driver's, and falls where the driver's eyes are shut; without blink transfer it does not."""
-    from sfd.media import load_image
     from sfd.pretrained.dlib_face import DlibFace, eye_openness
 
-    clip = TALKING_HEADS / "clips" / "104_yiranran-31.mp4"
-    still = TALKING_HEADS / "stills" / "145_deepface-img9.jpg"
-    if not (clip.is_file() and still.is_file()):
-        pytest.skip(f"the talking-heads corpus is not at {TALKING_HEADS}")
-    frames, source = read_video(clip, max_frames=48)[0], bundled_pipeline.prepare_source(load_image(still))
+    frames, image = clip_and_still("104_yiranran-31.mp4")
+    source = bundled_pipeline.prepare_source(image)
     judge = DlibFace()
     driver = eye_openness(judge.landmarks(frames))
     order = np.argsort(driver)

@@ -166,9 +166,9 @@ def test_expression_strength_maps_the_driver_s_motion_and_bad_settings_stop_at_t
     source = moving_pipe.prepare_source(faces_dir / "lia-vox" / "taylor.png")
     driving = read_video(talking_clip, max_frames=48)[0][::8]  # frames far apart: the face moves
 
-    def animate(**kwargs) -> np.ndarray:  # the model's motion alone: no lids drawn over it
+    def animate(**kwargs) -> np.ndarray:  # the model's motion alone: no lids or mouth drawn over it
         return np.concatenate(list(moving_pipe.iter_animate(source, [driving], paste_back=False, blinks=False,
-                                                            **kwargs)))
+                                                            mouth=False, **kwargs)))
 
     plain = animate()
     # Strength 1 is the driver's own motion, atlas or not.
@@ -363,7 +363,7 @@ def test_motion_smoother_smooths_and_streams():
 
 def test_cli_animate_edit_and_errors(weights, faces_dir, tmp_path):
     driving = clip(faces_dir / "lia-vox" / "driving2.mp4", tmp_path / "d.mp4", 1.0, ["-c:a", "aac"])
-    cmd = [sys.executable, "-m", "sfd", "animate", "--weights", str(weights), "--no-blinks", "--source",
+    cmd = [sys.executable, "-m", "sfd", "animate", "--weights", str(weights), "--no-blinks", "--no-mouth", "--source",
            str(faces_dir / "lia-vox" / "monroe.png"), "--driving", str(driving), "--output", str(tmp_path / "o.mp4"),
            "--no-crop-driving"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

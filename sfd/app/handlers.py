@@ -243,7 +243,7 @@ class AppHandlers:
                 offset_y: float = DEFAULT_OFFSET_Y, crop_driving: bool = True,
                 paste_back: bool = True, keep_audio: bool = True, smoothing: float = 0.0,
                 driver_box: str = "fixed", expression_strength: float = 1.0, match_amplitude: bool = False,
-                blinks: bool = True, progress=gr.Progress()) -> tuple[str, str]:
+                blinks: bool = True, mouth: bool = True, progress=gr.Progress()) -> tuple[str, str]:
         """Animate a portrait with the motion of a driving video.
 
         A driving video that opens without a face (a title card, a fade-in) is animated from its first
@@ -270,6 +270,8 @@ class AppHandlers:
                 seconds); weights without a direction atlas animate without it.
             blinks: close the portrait's eyelids where the driver's close (an image warp after the
                 model, whose motion has no blink).
+            mouth: open the portrait's mouth, for its face's size, as far as the driver's opened, where
+                the model draws it less open (an image warp after the model).
 
         Returns:
             The animated video and a side-by-side video (driver | portrait | result), both mp4.
@@ -295,7 +297,8 @@ class AppHandlers:
                 offset_x=float(offset_x), offset_y=float(offset_y), max_duration=self.settings.max_seconds,
                 side_by_side_path=folder / "side_by_side.mp4", progress=report, driver_box=driver_box,
                 expression_strength=float(expression_strength), atlas=self.loaded.atlas,
-                match_amplitude=bool(match_amplitude) and self.can_match_amplitude, blinks=bool(blinks))
+                match_amplitude=bool(match_amplitude) and self.can_match_amplitude, blinks=bool(blinks),
+                mouth=bool(mouth))
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise

@@ -20,7 +20,8 @@ back as the app pastes (same identity, one box): what a perfect model of that si
 i.e. how far these measures can go at that resolution.
 
     python -m sfd.evaluation.full_frame WEIGHTS [VIDEO ...] [--data ROOT --split test]
-        [--cross-stills 5 | --cross-frames 3] [--max-frames N] [--driver-box fixed|track] [--ceiling] [--no-blinks] [--json OUT]
+        [--cross-stills 5 | --cross-frames 3] [--max-frames N] [--driver-box fixed|track] [--ceiling]
+        [--no-blinks] [--no-mouth] [--json OUT]
         [--expression-strength S] [--match-amplitude]
         [--figure OUT.png --figure-frames 24 48 72]
 
@@ -63,7 +64,8 @@ def full_frame_reconstruction(pipeline, video: str | Path, max_frames: int | Non
                               batch_size: int = 8, crop: bool = True, keep_frames: Sequence[int] = (),
                               judges: FaceJudges | None = None, source_image: np.ndarray | None = None,
                               driver_box: str = "fixed", ceiling: bool = False, expression_strength: float = 1.0,
-                              atlas=None, match_amplitude: bool = False, blinks: bool = True) -> dict:
+                              atlas=None, match_amplitude: bool = False, blinks: bool = True,
+                              mouth: bool = True) -> dict:
     """L1 and PSNR (on [0, 1], whole frames) of the pipeline and of the do-nothing baseline; with
     `judges`, also LPIPS, AKD, identity distance and the motion-following correlations (each with
     the baseline's value under `baseline_<key>`).
@@ -75,7 +77,8 @@ def full_frame_reconstruction(pipeline, video: str | Path, max_frames: int | Non
     (driving frame, output) pairs are returned under "kept" (with the source frame under
     "source"), for a figure. `ceiling`: the output is the driving frame cropped with the source's
     box at the model's size and pasted back, without the model (same identity only).
-    `expression_strength`, `match_amplitude` (with the weights' `atlas`), `blinks`: as for `SFDPipeline.animate`.
+    `expression_strength`, `match_amplitude` (with the weights' `atlas`), `blinks`, `mouth`: as for
+    `SFDPipeline.animate`.
     """
     if ceiling:
         check_ceiling(crop, driver_box, cross_identity=source_image is not None,
@@ -109,7 +112,7 @@ def full_frame_reconstruction(pipeline, video: str | Path, max_frames: int | Non
     else:
         outputs = pipeline.iter_animate(source, driving(), relative=True, crop_driving=crop, paste_back=True,
                                         driver_box=driver_box, expression_strength=expression_strength, atlas=atlas,
-                                        match_amplitude=match_amplitude, blinks=blinks)
+                                        match_amplitude=match_amplitude, blinks=blinks, mouth=mouth)
     done = 0
     for output in outputs:
         target = real.pop(0)
@@ -225,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="paste back without the source's fine detail (the model-size face upsampled)")
     parser.add_argument("--no-blinks", action="store_true",
                         help="do not close the portrait's eyelids where the driver's close (blink transfer)")
+    parser.add_argument("--no-mouth", action="store_true",
+                        help="do not open the portrait's mouth further where the model draws it less open than the "
+                             "driver's (mouth transfer)")
     parser.add_argument("--driver-box", choices=DRIVER_BOXES, default="fixed",
                         help="the driver's crop: its first face's box (default, as the app) or follow the face")
     parser.add_argument("--ceiling", action="store_true",
@@ -264,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
             pipeline.detail_transfer = False
         atlas = Atlas.load(args.weights) if args.expression_strength != 1.0 or args.match_amplitude else None
         strength = dict(expression_strength=args.expression_strength, atlas=atlas,
-                        match_amplitude=args.match_amplitude, blinks=not args.no_blinks)
+                        match_amplitude=args.match_amplitude, blinks=not args.no_blinks,
+                        mouth=not args.no_mouth)
         judges = None if args.no_judges else FaceJudges.default()
         rows = [full_frame_reconstruction(pipeline, v, args.max_frames, crop=not args.no_crop, judges=judges,
                                           driver_box=args.driver_box, ceiling=args.ceiling, **strength,
@@ -295,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.json).write_text(json.dumps({"driver_box": args.driver_box, "ceiling": args.ceiling,
                                                    "expression_strength": args.expression_strength,
                                                    "match_amplitude": args.match_amplitude,
-                                                   "blinks": not args.no_blinks,
+                                                   "blinks": not args.no_blinks, "mouth": not args.no_mouth,
                                                    "same_identity": rows + [mean_row(rows)],
                                                    "cross_identity": cross + ([mean_row(cross)] if cross else [])},
                                                   indent=2))

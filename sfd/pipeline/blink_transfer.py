@@ -33,18 +33,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..pretrained.face_mesh import rois_from_points
 from ..pretrained.face_mesh_regions import LEFT_BROW, RIGHT_BROW, eye_opening
 
 OPEN_RATIO = 0.92  # driver opening over its open level at which the lids start to close
 CLOSED_RATIO = 0.65  # ... and at which they are closed
 HISTORY = 250  # driver faces (10 s at 25 fps) whose median opening is its open level
-MIN_PRESENCE = 0.5  # the mesh's face presence under which a frame closes nothing
 # The skin above the upper lid that follows it down: this share of the way from the lid to the
 # brow's lower edge (the brow itself stays), within these bounds (half eye widths).
 SKIN_SHARE = 0.8
 SKIN_BAND = (0.3, 0.7)
-DRIVER_SIDE = 256  # the driver's face crops are measured at this side
 MARGIN = 2  # px around an eye's warped region
 
 # Each eye: (corner on the image's left, corner on the image's right, upper lid, lower lid, brow's
@@ -57,16 +54,7 @@ EYE_CONTOURS = (
 )
 
 
-def tracked_points(mesh, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mesh points (N, 468, 2) in the pixels of aligned faces (N, 3, S, S) in [-1, 1], and the mesh's
-    face presence (N,): a pass on the whole face, then one on MediaPipe's framing of its points."""
-    first = mesh.on_aligned(faces.float())
-    boxes, angles = rois_from_points(first.points)
-    found = mesh.detect(faces.float(), boxes, angles, passes=1)
-    return found.points[..., :2], found.presence
-
-
-def _interpolate(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
+def interpolate(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
     """Piecewise-linear f(x) per row: x (B, P), knots xp (B, K) with values fp (B, K); constant
     beyond the end knots."""
     order = xp.argsort(dim=1)
@@ -112,8 +100,8 @@ def close_lids(images: torch.Tensor, points: torch.Tensor, closure: torch.Tensor
         pixels = torch.stack([xs, ys], -1).view(1, -1, 2) - centre[:, None]  # (B, P, 2)
         u = (pixels * ex[:, None]).sum(-1) / half[:, None]
         v = (pixels * ey[:, None]).sum(-1) / half[:, None]
-        top = _interpolate(u, *profile(upper))
-        bottom = _interpolate(u, *profile(lower))
+        top = interpolate(u, *profile(upper))
+        bottom = interpolate(u, *profile(lower))
         gap = (bottom - top).clamp_min(0) * (u.abs() < 1)
         edge = top + closure[:, None] * gap  # the upper lid's new edge
         start = top - band
@@ -128,20 +116,18 @@ def close_lids(images: torch.Tensor, points: torch.Tensor, closure: torch.Tensor
 
 
 class BlinkTransfer:
-    """The driver's blinks, one clip at a time: `closures` of driver faces (keeps the driver's
-    open level), then `apply` them to the faces shown for those frames."""
+    """The driver's blinks, one clip at a time: the closure of each driver face, in order (keeps
+    the driver's open level); `close_lids` applies them to the faces shown for those frames."""
 
-    def __init__(self, mesh):
-        self.mesh = mesh
+    def __init__(self):
         self.openings: deque[float] = deque(maxlen=HISTORY)
 
-    @torch.no_grad()
-    def closures(self, driver_faces: torch.Tensor) -> torch.Tensor:
-        """(N,) closures in [0, 1] of the driver's aligned faces (N, 3, S, S) in [-1, 1], in order."""
-        points, presence = tracked_points(self.mesh, driver_faces)
+    def closures(self, points: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+        """(N,) closures in [0, 1] of driver faces in order: their mesh points (N, 468, 2) and
+        whether the mesh saw a face (N,) (an unseen face closes nothing and is not counted)."""
         left, right = eye_opening(points)
         opening = ((left + right) / 2).cpu().numpy()
-        seen = (presence > MIN_PRESENCE).cpu().numpy() & np.isfinite(opening)
+        seen = seen.cpu().numpy() & np.isfinite(opening)
         closures = np.zeros(len(opening), np.float32)
         for i in range(len(opening)):
             if not seen[i]:
@@ -150,14 +136,3 @@ class BlinkTransfer:
             ratio = opening[i] / max(float(np.median(self.openings)), 1e-6)
             closures[i] = np.clip((OPEN_RATIO - ratio) / (OPEN_RATIO - CLOSED_RATIO), 0.0, 1.0)
         return torch.from_numpy(closures)
-
-    @torch.no_grad()
-    def apply(self, closure: torch.Tensor, faces: torch.Tensor, *more: torch.Tensor) -> list[torch.Tensor]:
-        """`faces` (B, 3, S, S) in [-1, 1] and the same faces at other sizes (`more`), their lids
-        closed by `closure` (B,); the lids are found by the mesh on `faces`."""
-        shown = [faces, *more]
-        if not bool((closure > 0).any()):
-            return shown
-        points, presence = tracked_points(self.mesh, faces)
-        closure = closure.to(points.device) * (presence > MIN_PRESENCE)
-        return [close_lids(x, points * (x.shape[-1] / faces.shape[-1]), closure) for x in shown]

@@ -29,8 +29,8 @@ from ..expression_strength import check_expression_strength
 from ..semantics.face_measures import face_mesh
 from .amplitude import CALIBRATION_FRAMES, MEASURE_SIDE, AmplitudeMatch, matched_strength
 from .animation_result import AnimationResult
-from .blink_transfer import DRIVER_SIDE, BlinkTransfer
 from .detail_transfer import DetailLayer, add_detail, detail_layer, detail_layers
+from .face_retargeting import DRIVER_SIDE, FaceRetargeting
 from .motion_smoother import MotionSmoother
 from .side_by_side import side_by_side
 from .source_face import SourceFace
@@ -320,7 +320,7 @@ class SFDPipeline:
     def _animate_batches(self, source: SourceFace, driving_batches: Iterable[np.ndarray], first: FirstFace,
                          tracker: FaceTracker, relative: bool, smoothing: float,
                          strength_map: torch.Tensor | None, match: AmplitudeMatch | None = None,
-                         blinks: bool = True):
+                         retargeting: FaceRetargeting | None = None):
         """Yields (driving frames, their crop boxes, animated model-size faces, the same faces at
         paste resolution with the source's detail or None) per batch, from the clip's frame 0.
 
@@ -329,19 +329,20 @@ class SFDPipeline:
         (from `Atlas.expression_strength_map`) maps each frame's motion change from the reference.
         `match`: choose the strength on the driver's first `CALIBRATION_FRAMES` faces instead
         (`amplitude.matched_strength`; the choice goes into `match.strength`); those frames'
-        batches are held until it is chosen. `blinks`: close the faces' eyelids where the driver's
-        close (`blink_transfer`).
+        batches are held until it is chosen. `retargeting`: the driver's blinks and mouth opening
+        moved into the faces after the model (`face_retargeting`).
         """
         smoother = MotionSmoother(smoothing)
-        eyes = None
-        if blinks:
-            try:
-                eyes = BlinkTransfer(face_mesh(self.device))
-            except WeightsError as error:  # the face mesh's converted weights are not installed
-                logging.getLogger(__name__).warning("animating without blink transfer: %s", error)
         with self._inference():
             first_crop = crop_image(first.frame, first.box, self.descriptor_size)
             reference = self.model.encode(self._to_tensor(first_crop[None]), with_features=False).motion.float()
+        if retargeting is not None:
+            with self._inference():
+                latent = self.model.transfer_motion(source.descriptors, reference, reference if relative else None)
+            images, sharp = self._render(latent, source.descriptors.features, source.detail)
+            with torch.inference_mode():
+                retargeting.start(self._to_tensor(crop_image(first.frame, first.box, DRIVER_SIDE)[None]),
+                                  (images if sharp is None else sharp).float())
         held: list[tuple] = []  # (frames, boxes, motion) while the strength is being matched
         measured: list[np.ndarray] = []  # the driver's faces (MEASURE_SIDE crops) until the match
         measured_motion: list[torch.Tensor] = []  # and their motion
@@ -364,34 +365,45 @@ class SFDPipeline:
                                                                                      boxes[before_face:])]
                         measured_motion.append(tracked)
             if not matching or before_face == len(frames):  # no face yet: the reference pose at any strength
-                yield self._animated(source, frames, boxes, motion, reference, relative, strength_map, eyes)
+                yield self._animated(source, frames, boxes, motion, reference, relative, strength_map, retargeting)
                 continue
             held.append((frames, boxes, motion))
             if len(measured) >= CALIBRATION_FRAMES:
                 strength_map = self._matched_map(source, reference, measured_motion, measured, match, relative)
                 for batch in held:
-                    yield self._animated(source, *batch, reference, relative, strength_map, eyes)
+                    yield self._animated(source, *batch, reference, relative, strength_map, retargeting)
                 held = []
         if held:  # a clip shorter than the calibration: matched on what there is
             strength_map = self._matched_map(source, reference, measured_motion, measured, match, relative)
             for batch in held:
-                yield self._animated(source, *batch, reference, relative, strength_map, eyes)
+                yield self._animated(source, *batch, reference, relative, strength_map, retargeting)
+
+    def _retargeting(self, blinks: bool, mouth: bool, expression_strength: float) -> FaceRetargeting | None:
+        """A clip's retargeting after the model, or None when neither is asked for or the face mesh's
+        converted weights are not installed (then it animates without, and says so in the log)."""
+        if not (blinks or mouth):
+            return None
+        try:
+            mesh = face_mesh(self.device)
+        except WeightsError as error:
+            logging.getLogger(__name__).warning("animating without blink and mouth transfer: %s", error)
+            return None
+        return FaceRetargeting(mesh, blinks=blinks, mouth_strength=expression_strength if mouth else 0.0)
 
     def _animated(self, source: SourceFace, frames, boxes, motion: torch.Tensor, reference: torch.Tensor,
-                  relative: bool, strength_map: torch.Tensor | None, blinks: BlinkTransfer | None) -> tuple:
+                  relative: bool, strength_map: torch.Tensor | None, retargeting: FaceRetargeting | None) -> tuple:
         with self._inference():
             if strength_map is not None:
                 motion = reference + (motion - reference) @ strength_map.T
             latent = self.model.transfer_motion(source.descriptors, motion, reference if relative else None)
         images, sharp = self._render(latent, source.descriptors.features, source.detail)
-        if blinks is not None:
+        if retargeting is not None:
             with torch.inference_mode():  # the mesh in full precision: lids are a few pixels
-                driver = np.stack([crop_image(f, b, DRIVER_SIDE) for f, b in zip(frames, boxes)])
-                closure = blinks.closures(self._to_tensor(driver))
+                driver = self._to_tensor(np.stack([crop_image(f, b, DRIVER_SIDE) for f, b in zip(frames, boxes)]))
                 if sharp is None:
-                    (images,) = blinks.apply(closure, images)
+                    (images,) = retargeting(driver, images.float())
                 else:
-                    sharp, images = blinks.apply(closure, sharp, images)
+                    sharp, images = retargeting(driver, sharp.float(), images.float())
         return frames, boxes, self._to_uint8(images), None if sharp is None else self._to_uint8(sharp)
 
     def _matched_map(self, source: SourceFace, reference: torch.Tensor, motion: list[torch.Tensor],
@@ -414,14 +426,14 @@ class SFDPipeline:
                      scale: float = DEFAULT_SCALE, offset_x: float = DEFAULT_OFFSET_X,
                      offset_y: float = DEFAULT_OFFSET_Y, driver_box: str = "fixed",
                      expression_strength: float = 1.0, atlas=None, match_amplitude: bool = False,
-                     blinks: bool = True) -> Iterator[np.ndarray]:
+                     blinks: bool = True, mouth: bool = True) -> Iterator[np.ndarray]:
         """Animated frames (uint8 batches) for batches of driving frames, streaming.
 
         The first driving frame with a face is the reference of relative motion, and the frames
         before it hold its pose (they are kept in memory until it shows); `crop_driving=False`
         takes each driving frame whole (for clips that are already face crops). `driver_box`:
         "fixed" crops every frame with the first face's box, "track" follows the face.
-        `expression_strength`, `match_amplitude` (with the weights' `atlas`), `blinks`: as for `animate`
+        `expression_strength`, `match_amplitude` (with the weights' `atlas`), `blinks`, `mouth`: as for `animate`
         (the first `CALIBRATION_FRAMES` faces come out together, once the strength is chosen). A
         wrong `driver_box` or strength raises at the call, not at the first frame.
         """
@@ -429,12 +441,13 @@ class SFDPipeline:
         strength_map = self._strength_map(expression_strength, atlas, match_amplitude)
         match = AmplitudeMatch(atlas, expression_strength) if match_amplitude else None
         return self._iter_animate(source, iter(driving_batches), relative, crop_driving, paste_back, smoothing,
-                                  scale, offset_x, offset_y, driver_box, strength_map, match, blinks)
+                                  scale, offset_x, offset_y, driver_box, strength_map, match,
+                                  self._retargeting(blinks, mouth, expression_strength))
 
     def _iter_animate(self, source: SourceFace, batches: Iterator[np.ndarray], relative: bool, crop_driving: bool,
                       paste_back: bool, smoothing: float, scale: float, offset_x: float, offset_y: float,
                       driver_box: str, strength_map: torch.Tensor | None, match: AmplitudeMatch | None,
-                      blinks: bool) -> Iterator[np.ndarray]:
+                      retargeting: FaceRetargeting | None) -> Iterator[np.ndarray]:
         held: list[np.ndarray] = []
 
         def frames():
@@ -447,7 +460,7 @@ class SFDPipeline:
             return
         tracker = self._driving_tracker(crop_driving, scale, offset_x, offset_y, first, driver_box)
         for _, _, faces, sharp in self._animate_batches(source, itertools.chain(held, batches), first, tracker,
-                                                        relative, smoothing, strength_map, match, blinks):
+                                                        relative, smoothing, strength_map, match, retargeting):
             if not paste_back:
                 yield faces
             else:
@@ -460,7 +473,7 @@ class SFDPipeline:
                 max_duration: float | None = None, side_by_side_path: str | os.PathLike | None = None,
                 progress: ProgressCallback | None = None, driver_box: str = "fixed",
                 expression_strength: float = 1.0, atlas=None, match_amplitude: bool = False,
-                blinks: bool = True) -> AnimationResult:
+                blinks: bool = True, mouth: bool = True) -> AnimationResult:
         """Animate the source face with the motion of a driving video; returns the `AnimationResult`
         (path-like: the output video), which also says how many driving frames showed no face.
 
@@ -479,7 +492,10 @@ class SFDPipeline:
         source's mouth move as widely, for its face's size, as the driver's over its first
         `CALIBRATION_FRAMES` faces (`sfd.pipeline.amplitude`); the result says what was used.
         `blinks` (default on) closes the portrait's eyelids where the driver's close, by an image
-        warp after the model, whose motion has no blink (`sfd.pipeline.blink_transfer`).
+        warp after the model, whose motion has no blink (`sfd.pipeline.blink_transfer`); `mouth`
+        (default on) opens the portrait's mouth, for its face's size, as far as the driver's opened
+        since its first face (times `expression_strength`), where the model drew it less open
+        (`sfd.pipeline.mouth_transfer`).
         With `side_by_side_path`, a second video shows
         driver | source | result at the result's height (whole frames with `paste_back`, else
         face crops).
@@ -508,7 +524,9 @@ class SFDPipeline:
                 panels = stack.enter_context(VideoWriter(side_by_side_path, info.fps, audio_source=audio,
                                                          keep_audio=keep_audio))
             for frames, boxes, faces, sharp in self._animate_batches(source, reader, first, tracker, relative,
-                                                                     smoothing, strength_map, match, blinks):
+                                                                     smoothing, strength_map, match,
+                                                                     self._retargeting(blinks, mouth,
+                                                                                       expression_strength)):
                 results = (np.stack([self._paste(source, f) for f in (faces if sharp is None else sharp)])
                            if paste_back else faces)
                 writer.write(results)

@@ -1,0 +1,137 @@
+"""Mouth transfer: the shown face's mouth opens as far, for its size, as the driver's opened.
+
+Why outside the model: on another person's portrait the bundled weights open the mouth a fifth
+as widely as the driver's (dlib's spread over a clip, 92 pairs of test clips and stills), and
+asking the model for more (a larger expression strength) smears the face. So the opening the
+model leaves out is added in the image, after the model, as explicit lip retargeting (LivePortrait
+does it on keypoints):
+
+1. Openings are the face mesh's inner-lip gap over its inter-ocular distance
+   (`face_mesh_regions.mouth_opening`), so each face's own size is the unit.
+2. The target opening of a frame is the shown face's opening at the reference (the source
+   rendered with the driver's reference motion, as the model draws it) plus the driver's change
+   since its reference frame, times the expression strength; never below 0.
+3. Where the face as drawn opens less than that by more than the mesh's jitter (`DEAD_ZONE`), the
+   rest is opened by a warp: in the mouth's frame (x along the corners, y across, downwards), the
+   gap between the inner lips stretches by the missing height (most at the middle, none at the
+   corners), the lower lip moves down with it, the skin between lip and chin stretches so that
+   the chin drops with the jaw, and the neck below the chin takes the chin's shift back. Above the
+   gap and outside the jaw's width nothing moves: those pixels keep their exact values.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..pretrained.face_mesh_regions import CHIN, MOUTH_LEFT, MOUTH_RIGHT, inter_ocular, mouth_opening
+from .blink_transfer import interpolate
+
+DEAD_ZONE = 0.005  # inner-lip gap / inter-ocular: a shortfall under this is the mesh's jitter
+MAX_OPENING = 0.45  # ... and no warp opens the mouth by more than this
+JAW_WIDTH = 1.6  # the chin drops over this many half mouth widths either side of the middle
+NECK_SHARE = 0.6  # the neck that takes the chin's shift back: this share of the lips-to-chin distance
+MARGIN = 2  # px around the warped region
+# The gap as it widens shows the mouth's dark inside, not stretched lip: its new rows are darkened
+# by up to this share (most at the gap's middle, in proportion to how much of the gap is new).
+SHADE = 0.6
+
+# Inner lips from the image's left corner to its right one, both through the corners.
+UPPER_INNER = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308]
+LOWER_INNER = [78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308]
+
+
+def open_mouth(images: torch.Tensor, points: torch.Tensor, extra: torch.Tensor) -> torch.Tensor:
+    """`images` (B, C, S, S) with each face's mouth opened by `extra` (B,) pixels of `images` at
+    its middle (module doc, step 3); `points` (B, 468, 2) its mesh in pixels of `images`."""
+    extra = extra.to(images.device, torch.float32).clamp_min(0)
+    if not bool((extra > 0).any()):
+        return images
+    side = images.shape[-1]
+    points = points.to(images.device, torch.float32)
+    a, b = points[:, MOUTH_RIGHT], points[:, MOUTH_LEFT]  # the image's left corner, then its right
+    half = (b - a).norm(dim=1).clamp_min(1e-3) / 2
+    ex = (b - a) / (2 * half[:, None])
+    ey = torch.stack([-ex[:, 1], ex[:, 0]], 1)  # across the mouth, downwards in the image
+    centre = (a + b) / 2
+
+    def frame(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # (B, K, 2) px -> u, v in half widths
+        rel = p - centre[:, None]
+        return (rel * ex[:, None]).sum(-1) / half[:, None], (rel * ey[:, None]).sum(-1) / half[:, None]
+
+    upper, lower = frame(points[:, UPPER_INNER]), frame(points[:, LOWER_INNER])
+    chin = frame(points[:, [CHIN]])[1]  # (B, 1)
+    rise = extra[:, None] / half[:, None]  # the opening at the middle, in half widths
+    lips_middle = (interpolate(torch.zeros_like(chin), *upper) + interpolate(torch.zeros_like(chin), *lower)) / 2
+    neck = torch.maximum(NECK_SHARE * (chin - lips_middle), 3 * rise)
+    # the region that can move: the jaw's width, from the upper inner lip to below the neck band
+    reach_u = JAW_WIDTH * half
+    reach_v = (chin + neck) * half[:, None]
+    corners = torch.stack([centre + s * reach_u[:, None] * ex + t[:, None] * ey
+                           for s in (-1, 1) for t in (upper[1].amin(1) * half - MARGIN, reach_v[:, 0])], 1)
+    x0, y0 = (corners.amin((0, 1)) - MARGIN).floor().clamp(0, side).int().tolist()
+    x1, y1 = (corners.amax((0, 1)) + MARGIN).ceil().clamp(0, side).int().tolist()
+    if x1 <= x0 or y1 <= y0:
+        return images
+    ys, xs = torch.meshgrid(torch.arange(y0, y1, device=images.device, dtype=torch.float32) + 0.5,
+                            torch.arange(x0, x1, device=images.device, dtype=torch.float32) + 0.5, indexing="ij")
+    pixels = torch.stack([xs, ys], -1).view(1, -1, 2) - centre[:, None]  # (B, P, 2)
+    u = (pixels * ex[:, None]).sum(-1) / half[:, None]
+    v = (pixels * ey[:, None]).sum(-1) / half[:, None]
+    top, bottom = interpolate(u, *upper), interpolate(u, *lower)
+    middle = (top + bottom) / 2
+    gap = ((bottom - top) / 2).clamp_min(0.5 / half[:, None])  # half the gap, at least half a pixel
+    left, right = upper[0][:, :1], upper[0][:, -1:]
+    across = ((2 * u - left - right) / (right - left).clamp_min(1e-3)).clamp(-1, 1)
+    opening = rise * (1 - across.square()).sqrt()  # how far the gap widens: a lens, none at the corners
+    drop = rise * 0.5 * (1 + torch.cos(math.pi * (u.abs() / JAW_WIDTH).clamp(max=1)))  # how far the chin drops
+    # Where each shown row comes from, piecewise linear down the column (shown -> source knots):
+    # gap top stays; gap bottom + opening <- gap bottom; chin + drop <- chin; chin + neck stays.
+    knots_shown = [middle - gap, middle + gap + opening, chin + drop, chin + neck]
+    knots_source = [middle - gap, middle + gap, chin.expand_as(u), chin + neck]
+    source_v = v.clone()
+    for (s0, s1), (t0, t1) in zip(zip(knots_shown, knots_shown[1:]), zip(knots_source, knots_source[1:])):
+        inside = (v >= s0) & (v < s1) & (s1 > s0)
+        source_v = torch.where(inside, t0 + (v - s0) * (t1 - t0) / (s1 - s0).clamp_min(1e-6), source_v)
+    moving = (source_v != v) & (u.abs() < JAW_WIDTH) & (rise > 0)
+    moved = pixels + ((source_v - v) * half[:, None])[..., None] * ey[:, None] + centre[:, None]
+    grid = (2 * moved / side - 1).view(-1, y1 - y0, x1 - x0, 2)
+    sampled = F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    shown_gap = 2 * gap + opening
+    depth = ((v - middle + gap) / shown_gap).clamp(0, 1)
+    shade = SHADE * torch.sin(math.pi * depth) * opening / shown_gap  # 0 outside the widened gap
+    sampled = (sampled + 1) * (1 - shade.view(-1, 1, y1 - y0, x1 - x0)) - 1
+    out = images.clone()
+    region = out[:, :, y0:y1, x0:x1]  # pixels that do not move keep their values exactly
+    out[:, :, y0:y1, x0:x1] = torch.where(moving.view(-1, 1, y1 - y0, x1 - x0), sampled.to(out.dtype), region)
+    return out
+
+
+class MouthTransfer:
+    """The driver's mouth opening, one clip at a time: `start` with the reference faces, then the
+    extra opening (`shortfall`) of each frame, applied with `open_mouth`."""
+
+    def __init__(self, strength: float = 1.0):
+        self.strength = strength
+        self.driver_reference: float | None = None
+        self.shown_reference: float | None = None
+
+    def start(self, driver_points: torch.Tensor, shown_points: torch.Tensor) -> None:
+        """The driver's reference face's mesh (1, 468, 2) and the shown face's at that motion."""
+        self.driver_reference = float(mouth_opening(driver_points)[0])
+        self.shown_reference = float(mouth_opening(shown_points)[0])
+
+    def shortfall(self, driver_points: torch.Tensor, driver_seen: torch.Tensor, shown_points: torch.Tensor,
+                  shown_seen: torch.Tensor) -> torch.Tensor:
+        """(B,) pixels (of the shown faces' mesh) to open each shown face by, 0 where either face was
+        not seen or the face as drawn opens far enough."""
+        if self.driver_reference is None or self.shown_reference is None or self.strength <= 0:
+            return torch.zeros(len(shown_points))
+        change = mouth_opening(driver_points) - self.driver_reference
+        target = (self.shown_reference + self.strength * change).clamp_min(0)
+        missing = (target - mouth_opening(shown_points) - DEAD_ZONE).clamp(0, MAX_OPENING)
+        missing = torch.where(driver_seen & shown_seen & torch.isfinite(missing), missing, torch.zeros_like(missing))
+        return missing * inter_ocular(shown_points)

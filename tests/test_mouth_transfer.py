@@ -1,0 +1,146 @@
+"""Mouth transfer: the opening warp on a drawn mouth (exact geometry), the shortfall it is given
+(the driver's change, for each face's size; nothing from a rigid head motion), and the pipeline
+opening a real portrait's mouth where a test driver's opens (the bundle's test, in
+test_bundled_weights)."""
+
+import math
+
+import numpy as np
+import torch
+
+from sfd.pipeline.mouth_transfer import DEAD_ZONE, JAW_WIDTH, LOWER_INNER, UPPER_INNER, MouthTransfer, open_mouth
+from sfd.pretrained.face_mesh_regions import (CHIN, INNER_LIP_PAIRS, LEFT_EYE_OUTER, MOUTH_LEFT, MOUTH_RIGHT,
+                                              RIGHT_EYE_OUTER)
+
+SIDE = 120
+SKIN, LIP, INSIDE = 0.6, 0.0, -0.8
+CX, CY = 60.0, 70.0  # the mouth's middle
+HALF_WIDTH, INNER_HALF_WIDTH, HALF_GAP, LIP_THICKNESS, CHIN_Y = 20.0, 16.0, 1.5, 5.0, 100.0
+
+
+def drawn_mouth():
+    """A skin-coloured image with lips around a thin dark gap and a dark chin line, and a mesh whose
+    mouth and chin points lie on them (the other points far away: the warp never reads them)."""
+    image = torch.full((1, 3, SIDE, SIDE), SKIN)
+    ys, xs = torch.meshgrid(torch.arange(SIDE) + 0.5, torch.arange(SIDE) + 0.5, indexing="ij")
+    across = ((xs - CX) / INNER_HALF_WIDTH).clamp(-1, 1)
+    lens = torch.sqrt(1 - across.square())
+    inner = (xs - CX).abs() < INNER_HALF_WIDTH
+    lips = ((xs - CX).abs() < HALF_WIDTH) & ((ys - CY).abs() < HALF_GAP * lens + LIP_THICKNESS)
+    image[0, :, lips] = LIP
+    image[0, :, inner & ((ys - CY).abs() < HALF_GAP * lens)] = INSIDE
+    image[0, :, ((xs - CX).abs() < 15) & ((ys - CHIN_Y).abs() < 1)] = INSIDE
+    points = torch.full((1, 468, 2), -1000.0)
+    points[0, MOUTH_RIGHT] = torch.tensor([CX - HALF_WIDTH, CY])
+    points[0, MOUTH_LEFT] = torch.tensor([CX + HALF_WIDTH, CY])
+    points[0, CHIN] = torch.tensor([CX, CHIN_Y])
+    for k, (up, down) in zip(np.linspace(-1, 1, len(UPPER_INNER)), zip(UPPER_INNER, LOWER_INNER)):
+        gap = HALF_GAP * math.sqrt(max(0.0, 1 - k * k))
+        points[0, up] = torch.tensor([CX + k * INNER_HALF_WIDTH, CY - gap])
+        points[0, down] = torch.tensor([CX + k * INNER_HALF_WIDTH, CY + gap])
+    return image, points
+
+
+def dark_rows(column: torch.Tensor, below: float) -> np.ndarray:
+    """Rows (pixel centres) of a (H,) column darker than the lips, from `below` on."""
+    rows = np.nonzero((column < (LIP + INSIDE) / 2).numpy())[0] + 0.5
+    return rows[rows > below]
+
+
+def test_no_opening_is_an_exact_identity():
+    image, points = drawn_mouth()
+    assert torch.equal(open_mouth(image, points, torch.zeros(1)), image)
+
+
+def test_the_gap_widens_by_the_opening_at_the_middle_and_the_chin_drops_with_it():
+    image, points = drawn_mouth()
+    opened = open_mouth(image, points, torch.tensor([10.0]))
+    middle = int(CX)
+    before, after = dark_rows(image[0, 0, :, middle], CY - 5), dark_rows(opened[0, 0, :, middle], CY - 5)
+    gap_before = before[before < CY + 10]
+    gap_after = after[after < CY + 20]
+    # the dark inside's lower edge (the lower lip's top) moves down by the opening, its upper edge
+    # (the upper lip) stays: measured 69.5-70.5, then 70.5-79.5 (bilinear sampling blurs an edge by
+    # a pixel)
+    assert abs(gap_after.max() - gap_before.max() - 10) <= 1.5, (gap_before, gap_after)
+    assert abs(gap_after.min() - gap_before.min()) <= 1.5, (gap_before, gap_after)
+    # the chin line moved down by the opening
+    chin_before, chin_after = before[before > 90].mean(), after[after > 90].mean()
+    assert abs(chin_after - chin_before - 10) < 1.0, (chin_before, chin_after)
+    # the new inside is darker than stretched lips: shaded towards a mouth's inside
+    assert float(opened[0, 0, int(CY) + 4:int(CY) + 8, middle].max()) < INSIDE + 0.01
+
+
+def test_the_corners_open_less_than_the_middle_and_nothing_above_or_beside_moves():
+    image, points = drawn_mouth()
+    opened = open_mouth(image, points, torch.tensor([10.0]))
+    widened = [len(dark_rows(opened[0, 0, :, x], CY - 5)) - len(dark_rows(image[0, 0, :, x], CY - 5))
+               for x in (int(CX), int(CX + 12))]
+    assert widened[1] < 0.8 * widened[0], widened
+    top = int(CY - HALF_GAP - LIP_THICKNESS)  # the upper lip and everything above it
+    assert torch.equal(opened[..., :top, :], image[..., :top, :])
+    outside = int(JAW_WIDTH * HALF_WIDTH) + 1
+    for columns in (slice(0, int(CX) - outside), slice(int(CX) + outside + 1, SIDE)):
+        assert torch.equal(opened[..., columns], image[..., columns])
+
+
+def test_openings_apply_per_face_in_a_batch():
+    image, points = drawn_mouth()
+    opened = open_mouth(image.expand(2, -1, -1, -1), points.expand(2, -1, -1), torch.tensor([0.0, 8.0]))
+    assert torch.equal(opened[0], image[0]) and not torch.equal(opened[1], image[0])
+
+
+def face_points(inter_ocular: float, lip_gap: float, angle: float = 0.0, scale: float = 1.0,
+                shift=(0.0, 0.0)) -> torch.Tensor:
+    """(1, 468, 2) points with the outer eye corners `inter_ocular` apart and the inner lips `lip_gap`
+    apart, then turned by `angle` degrees, scaled and shifted as a whole (a rigid head motion)."""
+    points = torch.zeros(1, 468, 2)
+    points[0, RIGHT_EYE_OUTER] = torch.tensor([-inter_ocular / 2, 0.0])
+    points[0, LEFT_EYE_OUTER] = torch.tensor([inter_ocular / 2, 0.0])
+    for x, (up, down) in zip((-5.0, 0.0, 5.0), INNER_LIP_PAIRS):
+        points[0, up] = torch.tensor([x, inter_ocular - lip_gap / 2])
+        points[0, down] = torch.tensor([x, inter_ocular + lip_gap / 2])
+    turn = math.radians(angle)
+    rotation = torch.tensor([[math.cos(turn), -math.sin(turn)], [math.sin(turn), math.cos(turn)]])
+    return scale * points @ rotation.T + torch.tensor(shift)
+
+
+SEEN = torch.ones(1, dtype=torch.bool)
+
+
+def started(strength: float = 1.0) -> MouthTransfer:
+    """A transfer whose driver (inter-ocular 50 px) starts shut and whose shown face (100 px) starts
+    with its lips 2 px apart."""
+    transfer = MouthTransfer(strength)
+    transfer.start(face_points(50.0, 0.0), face_points(100.0, 2.0))
+    return transfer
+
+
+def test_a_driver_s_lip_moving_by_d_opens_the_shown_face_by_d_times_the_face_size_ratio():
+    # the driver's lips part by 10 px of its 50 px face: 20 px of the shown 100 px face, less the
+    # 3 px it already shows beyond its start, less the mesh's jitter allowance
+    driver, shown = face_points(50.0, 10.0), face_points(100.0, 5.0)
+    expected = (0.02 + 10 / 50 - 5 / 100 - DEAD_ZONE) * 100
+    assert math.isclose(float(started().shortfall(driver, SEEN, shown, SEEN)[0]), expected, rel_tol=1e-5)
+    # the expression strength scales the driver's change
+    half = (0.02 + 0.5 * 10 / 50 - 5 / 100 - DEAD_ZONE) * 100
+    assert math.isclose(float(started(0.5).shortfall(driver, SEEN, shown, SEEN)[0]), half, rel_tol=1e-5)
+    assert float(started(0.0).shortfall(driver, SEEN, shown, SEEN)[0]) == 0.0
+
+
+def test_a_rigid_head_motion_of_the_driver_opens_nothing():
+    moved = face_points(50.0, 0.0, angle=25.0, scale=1.4, shift=(30.0, -12.0))
+    shown = face_points(100.0, 2.0, angle=-10.0, scale=0.7, shift=(5.0, 9.0))
+    assert float(started().shortfall(moved, SEEN, shown, SEEN)[0]) == 0.0
+
+
+def test_nothing_opens_where_the_face_already_shows_enough_or_was_not_seen():
+    driver = face_points(50.0, 10.0)
+    assert float(started().shortfall(driver, SEEN, face_points(100.0, 30.0), SEEN)[0]) == 0.0
+    unseen = torch.zeros(1, dtype=torch.bool)
+    assert float(started().shortfall(driver, unseen, face_points(100.0, 5.0), SEEN)[0]) == 0.0
+    assert float(started().shortfall(driver, SEEN, face_points(100.0, 5.0), unseen)[0]) == 0.0
+    # a driver whose mouth closes beyond its start asks for no opening (the transfer never closes)
+    closing = MouthTransfer()
+    closing.start(face_points(50.0, 10.0), face_points(100.0, 2.0))
+    assert float(closing.shortfall(face_points(50.0, 0.0), SEEN, face_points(100.0, 2.0), SEEN)[0]) == 0.0
