@@ -42,6 +42,11 @@ class FaceRetargeting:
     def active(self) -> bool:
         return self.blinks is not None or self.mouth is not None
 
+    @property
+    def needs_reference(self) -> bool:
+        """Whether `start` wants the face shown at the reference motion (mouth transfer only)."""
+        return self.mouth is not None
+
     @torch.no_grad()
     def start(self, driver_face: torch.Tensor, shown_face: torch.Tensor) -> None:
         """The driver's reference face (1, 3, S, S) and the face shown at its motion, in [-1, 1]; where

@@ -336,7 +336,7 @@ class SFDPipeline:
         with self._inference():
             first_crop = crop_image(first.frame, first.box, self.descriptor_size)
             reference = self.model.encode(self._to_tensor(first_crop[None]), with_features=False).motion.float()
-        if retargeting is not None:
+        if retargeting is not None and retargeting.needs_reference:  # no render the blinks alone do not use
             with self._inference():
                 latent = self.model.transfer_motion(source.descriptors, reference, reference if relative else None)
             images, sharp = self._render(latent, source.descriptors.features, source.detail)
