@@ -9,8 +9,9 @@
    beside the model alone (driving encode + generate on ready crops), tiny and vox256 presets,
    and for tiny also without detail transfer (paste-back of the upsampled model-size face), with
    a driver box that follows the face (detection every 5th frame) instead of one box per clip, and
-   without mouth transfer, then without blink transfer either (the face mesh on every driving face,
-   and on every output face for the mouth, on those whose driver's eyes close for the blinks).
+   without head-pose transfer, then without mouth transfer either, then without blink transfer
+   either (the face mesh on every driving face, and on every output face for the mouth and the
+   head, on those whose driver's eyes close for the blinks).
 Random weights: speed and memory do not depend on what the weights are.
 """
 
@@ -52,7 +53,8 @@ def child(preset: str, source: str, driving: str, output: str, model_only: bool,
     result = {"preset": preset, "driving_seconds": probe_video(driving).duration}
     start = time.perf_counter()
     pipe.animate(source, driving, output, crop_driving=True, driver_box=driver_box,
-                 blinks=retargeting in ("both", "blinks"), mouth=retargeting == "both")
+                 blinks=retargeting in ("all", "no head", "blinks"), mouth=retargeting in ("all", "no head"),
+                 head=retargeting == "all")
     seconds = time.perf_counter() - start
     frames = probe_video(output).frame_count
     result.update(end_to_end_fps=frames / seconds, frames=frames,
@@ -100,29 +102,33 @@ def main() -> None:
         print("memory (tiny preset, crop + paste-back + audio, 512x512 driver, 600x704 source):")
         rss = {}
         for name, path in (("10 s", short), ("60 s", long)):
-            r = run_child("tiny", source, str(path), str(tmp / f"out_{name[:2]}.mp4"), "0", "1", "fixed", "both")
+            r = run_child("tiny", source, str(path), str(tmp / f"out_{name[:2]}.mp4"), "0", "1", "fixed", "all")
             rss[name] = r["peak_rss_mib"]
             print(f"  {name} driver ({r['frames']} frames): peak RSS {r['peak_rss_mib']:.0f} MiB, "
                   f"{r['end_to_end_fps']:.1f} frames/s")
         print(f"  60 s / 10 s peak memory: {rss['60 s'] / rss['10 s']:.3f}")
         print("throughput (4 s driver, 120 frames):")
         fps = {}
-        for preset, detail, box, retargeting in (("tiny", "1", "fixed", "both"), ("tiny", "0", "fixed", "both"),
-                                                 ("tiny", "1", "track", "both"), ("tiny", "1", "fixed", "blinks"),
-                                                 ("tiny", "1", "fixed", "none"), ("vox256", "1", "fixed", "both")):
+        for preset, detail, box, retargeting in (("tiny", "1", "fixed", "all"), ("tiny", "0", "fixed", "all"),
+                                                 ("tiny", "1", "track", "all"), ("tiny", "1", "fixed", "no head"),
+                                                 ("tiny", "1", "fixed", "blinks"),
+                                                 ("tiny", "1", "fixed", "none"), ("vox256", "1", "fixed", "all")):
             r = run_child(preset, source, str(clip4), str(tmp / f"out_{preset}.mp4"), "1", detail, box, retargeting)
             fps[preset, detail, box, retargeting] = r["end_to_end_fps"]
             label = preset + ("" if detail == "1" else ", no detail transfer")
             label += ", tracked box" if box == "track" else ""
-            label += {"both": "", "blinks": ", no mouth transfer", "none": ", no blink or mouth transfer"}[retargeting]
+            label += {"all": "", "no head": ", no head transfer", "blinks": ", no mouth or head transfer",
+                      "none": ", no blink, mouth or head transfer"}[retargeting]
             print(f"  {label:<40} end to end {r['end_to_end_fps']:.2f} frames/s, model only "
                   f"{r['model_only_fps']:.2f} frames/s (end-to-end / model-only = "
                   f"{r['end_to_end_fps'] / r['model_only_fps']:.2f})")
-        shipped = fps["tiny", "1", "fixed", "both"]
+        shipped = fps["tiny", "1", "fixed", "all"]
         print(f"  tiny end to end, with / without detail transfer: {shipped / fps['tiny', '0', 'fixed', 'both']:.2f}")
         print(f"  tiny end to end, one driver box / tracked box: {shipped / fps['tiny', '1', 'track', 'both']:.2f}")
-        print(f"  tiny end to end, with / without mouth transfer: {shipped / fps['tiny', '1', 'fixed', 'blinks']:.2f}")
-        print(f"  tiny end to end, with / without blink and mouth transfer: "
+        print(f"  tiny end to end, with / without head transfer: {shipped / fps['tiny', '1', 'fixed', 'no head']:.2f}")
+        print(f"  tiny end to end, with / without mouth and head transfer: "
+              f"{shipped / fps['tiny', '1', 'fixed', 'blinks']:.2f}")
+        print(f"  tiny end to end, with / without blink, mouth and head transfer: "
               f"{shipped / fps['tiny', '1', 'fixed', 'none']:.2f}")
 
 

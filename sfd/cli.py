@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--no-mouth", action="store_true",
                    help="do not open the portrait's mouth further where the model draws it less open than the "
                         "driver's, for its face's size (mouth transfer)")
+    a.add_argument("--no-head", action="store_true",
+                   help="do not move the portrait's head in the image by what the model left out of the driver's "
+                        "turns, shifts and zoom (head-pose transfer; relative motion only)")
     a.add_argument("--batch-size", type=int, default=8)
 
     e = sub.add_parser("edit", help="move chosen descriptor coefficients of a face")
@@ -150,7 +153,7 @@ def run(args) -> str:
                            driver_box=args.driver_box, expression_strength=args.expression_strength,
                            atlas=_atlas(args) if args.expression_strength != 1.0 or args.match_amplitude else None,
                            match_amplitude=args.match_amplitude, blinks=not args.no_blinks,
-                           mouth=not args.no_mouth, **_crop_kwargs(args))
+                           mouth=not args.no_mouth, head=not args.no_head, **_crop_kwargs(args))
         bar.close()
         info = probe_video(out)
         seconds = time.perf_counter() - start

@@ -106,12 +106,12 @@ def test_matching_holds_the_first_frames_then_streams_and_reports_the_strength(m
     atlas = _atlas()
     # 64 frames in batches of 8: one match after the first 48 faces, every frame out, in order
     out = list(moving_pipe.iter_animate(source, [frames[i:i + 8] for i in range(0, 64, 8)], atlas=atlas,
-                                        match_amplitude=True, paste_back=False, mouth=False))
+                                        match_amplitude=True, paste_back=False, mouth=False, head=False))
     assert len(chosen) == 1 and sum(len(o) for o in out) == 64
     assert 1.0 <= chosen[0] <= 3.0
     # the same frames at that strength, plainly: the held frames were rendered with it
     plain = list(moving_pipe.iter_animate(source, [frames[i:i + 8] for i in range(0, 64, 8)], atlas=atlas,
-                                          expression_strength=chosen[0], paste_back=False, mouth=False))
+                                          expression_strength=chosen[0], paste_back=False, mouth=False, head=False))
     # (mouth transfer off in both: its target scales with the strength asked for, 1 when matching)
     assert np.array_equal(np.concatenate(out), np.concatenate(plain))
     # a clip shorter than the calibration is matched on what it has

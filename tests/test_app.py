@@ -131,11 +131,11 @@ def test_animate_returns_the_drivers_frames_and_audio_and_a_side_by_side(client,
     # driver | portrait | result, each at the result's size (the driver and the portrait are square).
     assert side.frame_count == driver.frame_count and (side.width, side.height) == (3 * info.width, info.height)
     assert info.height > served[1].sfd_handlers.pipe.size  # the pasted-back portrait, not the model's crop
-    # Blink and mouth transfer are on unless asked otherwise, through the page's boxes or the API.
-    assert expression_slider(served[1], "sfd-blinks")["value"] is True
-    assert expression_slider(served[1], "sfd-mouth")["value"] is True
+    # Blink, mouth and head transfer are on unless asked otherwise, through the page's boxes or the API.
+    for box in ("sfd-blinks", "sfd-mouth", "sfd-head"):
+        assert expression_slider(served[1], box)["value"] is True
     plain, _ = client.predict(handle(str(faces_dir / "lia-vox" / "taylor.png")), handle(str(driving)), blinks=False,
-                              mouth=False, api_name="/animate")
+                              mouth=False, head=False, api_name="/animate")
     assert probe_video(plain).frame_count == driver.frame_count
 
 

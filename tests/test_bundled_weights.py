@@ -110,9 +110,9 @@ def test_on_a_test_identity_the_bundle_follows_the_driver_better_than_untrained_
     judges = FaceJudges.default(lpips=False)  # dlib's 68 points, as the model card's numbers
     # The models' own motion: mouth transfer opens any model's output with the driver's mouth.
     trained = full_frame_reconstruction(bundled_pipeline, test_identity_clip, max_frames=FRAMES, judges=judges,
-                                        mouth=False)
+                                        mouth=False, head=False)
     baseline = full_frame_reconstruction(untrained, test_identity_clip, max_frames=FRAMES, judges=judges,
-                                         mouth=False)
+                                         mouth=False, head=False)
     assert trained["frames"] == baseline["frames"] == FRAMES - 1
     assert trained["face_frames"] >= 0.9 * trained["frames"]
     # Landmarks closer to the driver's than doing nothing (the source frame every time) and than the
@@ -257,7 +257,7 @@ def test_another_person_s_still_opens_its_mouth_with_the_driver_and_stays_that_p
     for match in (False, True):  # the model's own motion: no mouth drawn over it
         faces = np.concatenate(list(bundled_pipeline.iter_animate(
             source, [frames[i:i + 8] for i in range(0, 48, 8)], paste_back=False, atlas=atlas, match_amplitude=match,
-            mouth=False)))
+            mouth=False, head=False)))
         opening = measure_faces(torch.from_numpy(faces).permute(0, 3, 1, 2).float() / 127.5 - 1)
         opening = opening[:, MEASURE_INDEX["mouth_open"]].numpy()
         grown[match] = float(opening[wide].mean() - opening[shut].mean())
@@ -276,27 +276,54 @@ def test_another_person_s_still_opens_its_mouth_with_the_driver_and_stays_that_p
     assert to_still.max() < 0.45 < to_driver.min(), (to_still, to_driver)  # the issue's target: 0.45
 
 
+def still_with_and_without(pipeline: SFDPipeline, clip_name: str, option: str):
+    """A test clip's first 48 frames driving a training-split still, with the pipeline's `option`
+    (a transfer after the model) on and off: the still, the judges, the outputs and dlib's
+    following scores (`face_motion.following`) by on/off."""
+    frames, image = clip_and_still(clip_name)
+    judges = FaceJudges.default(lpips=False)
+    driver = judges.face.landmarks(frames)
+    source = pipeline.prepare_source(image)
+    scores, outputs = {}, {}
+    for on in (True, False):
+        outputs[on] = np.concatenate(list(pipeline.iter_animate(
+            source, [frames[i:i + 8] for i in range(0, 48, 8)], **{option: on})))
+        scores[on] = face_motion.following(judges.face.landmarks(outputs[on]), driver)
+    return image, judges, outputs, scores
+
+
+def distance_to_still(judges: FaceJudges, output: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """dlib's descriptor distance of every 8th output face to the still's."""
+    marks = judges.face.landmarks(output[::8])
+    return np.linalg.norm(judges.face.descriptors(output[::8], marks)
+                          - judges.face.descriptors(image[None], judges.face.landmarks(image[None])), axis=1)
+
+
 def test_mouth_transfer_opens_another_person_s_still_as_widely_as_the_driver_s(bundled_pipeline):
     """The same still and test clip: with mouth transfer (the default), dlib's mouth opening of the
     output (the evaluation's judge, not the face mesh that sets the warp) follows the driver's and
     moves about as widely; without it, the model alone opens it a fraction as widely. The face
     stays the still's person."""
-    frames, image = clip_and_still("004_styletalk-feifeili-clip1.mp4")
-    judges = FaceJudges.default(lpips=False)
-    driver = judges.face.landmarks(frames)
-    source = bundled_pipeline.prepare_source(image)
-    scores, outputs = {}, {}
-    for mouth in (True, False):
-        outputs[mouth] = np.concatenate(list(bundled_pipeline.iter_animate(
-            source, [frames[i:i + 8] for i in range(0, 48, 8)], mouth=mouth)))
-        scores[mouth] = face_motion.following(judges.face.landmarks(outputs[mouth]), driver)
+    image, judges, outputs, scores = still_with_and_without(bundled_pipeline, "004_styletalk-feifeili-clip1.mp4",
+                                                            "mouth")
     # measured: r 0.78 and 0.65 of the driver's spread; without: r 0.70 and 0.21
     assert scores[True]["mouth_corr"] > 0.6 and scores[True]["mouth_amplitude"] > 0.45, scores
     assert scores[True]["mouth_amplitude"] > 2 * scores[False]["mouth_amplitude"], scores
-    marks = judges.face.landmarks(outputs[True][::8])
-    to_still = np.linalg.norm(judges.face.descriptors(outputs[True][::8], marks)
-                              - judges.face.descriptors(image[None], judges.face.landmarks(image[None])), axis=1)
+    to_still = distance_to_still(judges, outputs[True], image)
     assert to_still.max() < 0.45, to_still  # measured at most 0.18; the issue's target: 0.45
+
+
+def test_head_transfer_makes_another_person_s_still_follow_the_driver_s_head(bundled_pipeline):
+    """The same still and test clip: with head-pose transfer (the default), dlib's face centre and
+    roll of the output follow the driver's more closely than the model alone draws them, and the
+    face stays the still's person."""
+    image, judges, outputs, scores = still_with_and_without(bundled_pipeline, "004_styletalk-feifeili-clip1.mp4",
+                                                            "head")
+    # measured: pose r 0.81, without 0.37 (on clip 095, whose head turns far, 0.66 and 0.69: a
+    # turn is not a shift or a roll, and the warp cannot draw it)
+    assert scores[True]["pose_corr"] > 0.6 and scores[True]["pose_corr"] > scores[False]["pose_corr"] + 0.2, scores
+    to_still = distance_to_still(judges, outputs[True], image)
+    assert to_still.max() < 0.45, to_still
 
 
 def test_another_person_s_still_blinks_where_the_driver_blinks(bundled_pipeline):

@@ -14,7 +14,8 @@ from sfd.data.device_pairs import DevicePairSampler
 from sfd.data.mesh_points import NUM_POINTS
 from sfd.data.packed_corpus import PackedCorpus
 from sfd.pretrained.face_mesh_regions import HEAD_POINTS, REGIONS
-from sfd.training.cross_identity import cross_identity_partners, face_size, retarget_points
+from sfd.pretrained.mesh_motion import face_size, retarget_points
+from sfd.training.cross_identity import cross_identity_partners
 from sfd.training.motion_losses import non_rigid_offsets
 
 LIPS = sorted(set(REGIONS["outer_lips"]) | set(REGIONS["inner_lips"]))

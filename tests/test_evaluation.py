@@ -395,7 +395,7 @@ def test_full_frame_scores_against_the_do_nothing_baseline_and_draws_the_figure(
         model = SFDModel.from_preset("tiny")
     pipe = SFDPipeline(model, None, device="cpu")
     # The model alone: mouth transfer would open the source's mouth with the driver's, whatever the model.
-    result = full_frame_reconstruction(pipe, clip, max_frames=12, crop=False, keep_frames=[3, 9], mouth=False)
+    result = full_frame_reconstruction(pipe, clip, max_frames=12, crop=False, keep_frames=[3, 9], mouth=False, head=False)
     frames = read_video(clip, max_frames=12)[0]
     assert result["frames"] == 11
     # The untrained model reproduces its source and detail transfer restores the full-size pixels:

@@ -168,7 +168,7 @@ def test_expression_strength_maps_the_driver_s_motion_and_bad_settings_stop_at_t
 
     def animate(**kwargs) -> np.ndarray:  # the model's motion alone: no lids or mouth drawn over it
         return np.concatenate(list(moving_pipe.iter_animate(source, [driving], paste_back=False, blinks=False,
-                                                            mouth=False, **kwargs)))
+                                                            mouth=False, head=False, **kwargs)))
 
     plain = animate()
     # Strength 1 is the driver's own motion, atlas or not.
@@ -363,9 +363,9 @@ def test_motion_smoother_smooths_and_streams():
 
 def test_cli_animate_edit_and_errors(weights, faces_dir, tmp_path):
     driving = clip(faces_dir / "lia-vox" / "driving2.mp4", tmp_path / "d.mp4", 1.0, ["-c:a", "aac"])
-    cmd = [sys.executable, "-m", "sfd", "animate", "--weights", str(weights), "--no-blinks", "--no-mouth", "--source",
-           str(faces_dir / "lia-vox" / "monroe.png"), "--driving", str(driving), "--output", str(tmp_path / "o.mp4"),
-           "--no-crop-driving"]
+    cmd = [sys.executable, "-m", "sfd", "animate", "--weights", str(weights), "--no-blinks", "--no-mouth", "--no-head",
+           "--source", str(faces_dir / "lia-vox" / "monroe.png"), "--driving", str(driving),
+           "--output", str(tmp_path / "o.mp4"), "--no-crop-driving"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "25 frames" in done.stdout and "with audio" in done.stdout

@@ -243,7 +243,8 @@ class AppHandlers:
                 offset_y: float = DEFAULT_OFFSET_Y, crop_driving: bool = True,
                 paste_back: bool = True, keep_audio: bool = True, smoothing: float = 0.0,
                 driver_box: str = "fixed", expression_strength: float = 1.0, match_amplitude: bool = False,
-                blinks: bool = True, mouth: bool = True, progress=gr.Progress()) -> tuple[str, str]:
+                blinks: bool = True, mouth: bool = True, head: bool = True,
+                progress=gr.Progress()) -> tuple[str, str]:
         """Animate a portrait with the motion of a driving video.
 
         A driving video that opens without a face (a title card, a fade-in) is animated from its first
@@ -272,6 +273,9 @@ class AppHandlers:
                 model, whose motion has no blink).
             mouth: open the portrait's mouth, for its face's size, as far as the driver's opened, where
                 the model draws it less open (an image warp after the model).
+            head: move the portrait's head in the image by what the model left out of the driver's
+                turns, shifts and zoom since its first frame (an image warp after the model; relative
+                motion only).
 
         Returns:
             The animated video and a side-by-side video (driver | portrait | result), both mp4.
@@ -298,7 +302,7 @@ class AppHandlers:
                 side_by_side_path=folder / "side_by_side.mp4", progress=report, driver_box=driver_box,
                 expression_strength=float(expression_strength), atlas=self.loaded.atlas,
                 match_amplitude=bool(match_amplitude) and self.can_match_amplitude, blinks=bool(blinks),
-                mouth=bool(mouth))
+                mouth=bool(mouth), head=bool(head))
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise

@@ -180,13 +180,16 @@ def build_animate_tab(handlers: AppHandlers) -> AnimateTab:
             mouth = gr.Checkbox(True, label="Open the mouth with the driver", elem_id="sfd-mouth",
                                 info="opens the portrait's mouth as far, for its face's size, as the driver's "
                                      "where the model draws it less open (drawn over the model's face)")
+            head = gr.Checkbox(True, label="Move the head with the driver", elem_id="sfd-head",
+                               info="turns, shifts and zooms the portrait's face in the image as far as the "
+                                    "driver's head moved where the model falls short (relative motion)")
             keep_audio = gr.Checkbox(True, label="Keep the driving video's audio")
         with gr.Row():
             crop = crop_controls("the portrait")
     run.click(
         gpu_task(handlers.animate, GPU_SECONDS_VIDEO),
         inputs=[source, driving, motion, *crop.all, crop_driving, paste_back, keep_audio, smoothing, driver_box,
-                expression_strength, match_amplitude, blinks, mouth],
+                expression_strength, match_amplitude, blinks, mouth, head],
         outputs=[result, side_by_side], api_name="animate", concurrency_limit=1, concurrency_id="video",
     )
     portrait, clip = _example(EXAMPLE_PORTRAIT), _example(EXAMPLE_DRIVING)

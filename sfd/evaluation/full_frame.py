@@ -21,7 +21,7 @@ i.e. how far these measures can go at that resolution.
 
     python -m sfd.evaluation.full_frame WEIGHTS [VIDEO ...] [--data ROOT --split test]
         [--cross-stills 5 | --cross-frames 3] [--max-frames N] [--driver-box fixed|track] [--ceiling]
-        [--no-blinks] [--no-mouth] [--json OUT]
+        [--no-blinks] [--no-mouth] [--no-head] [--json OUT]
         [--expression-strength S] [--match-amplitude]
         [--figure OUT.png --figure-frames 24 48 72]
 
@@ -65,7 +65,7 @@ def full_frame_reconstruction(pipeline, video: str | Path, max_frames: int | Non
                               judges: FaceJudges | None = None, source_image: np.ndarray | None = None,
                               driver_box: str = "fixed", ceiling: bool = False, expression_strength: float = 1.0,
                               atlas=None, match_amplitude: bool = False, blinks: bool = True,
-                              mouth: bool = True) -> dict:
+                              mouth: bool = True, head: bool = True) -> dict:
     """L1 and PSNR (on [0, 1], whole frames) of the pipeline and of the do-nothing baseline; with
     `judges`, also LPIPS, AKD, identity distance and the motion-following correlations (each with
     the baseline's value under `baseline_<key>`).
@@ -77,8 +77,8 @@ def full_frame_reconstruction(pipeline, video: str | Path, max_frames: int | Non
     (driving frame, output) pairs are returned under "kept" (with the source frame under
     "source"), for a figure. `ceiling`: the output is the driving frame cropped with the source's
     box at the model's size and pasted back, without the model (same identity only).
-    `expression_strength`, `match_amplitude` (with the weights' `atlas`), `blinks`, `mouth`: as for
-    `SFDPipeline.animate`.
+    `expression_strength`, `match_amplitude` (with the weights' `atlas`), `blinks`, `mouth`, `head`: as
+    for `SFDPipeline.animate`.
     """
     if ceiling:
         check_ceiling(crop, driver_box, cross_identity=source_image is not None,
@@ -112,7 +112,7 @@ def full_frame_reconstruction(pipeline, video: str | Path, max_frames: int | Non
     else:
         outputs = pipeline.iter_animate(source, driving(), relative=True, crop_driving=crop, paste_back=True,
                                         driver_box=driver_box, expression_strength=expression_strength, atlas=atlas,
-                                        match_amplitude=match_amplitude, blinks=blinks, mouth=mouth)
+                                        match_amplitude=match_amplitude, blinks=blinks, mouth=mouth, head=head)
     done = 0
     for output in outputs:
         target = real.pop(0)
@@ -231,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-mouth", action="store_true",
                         help="do not open the portrait's mouth further where the model draws it less open than the "
                              "driver's (mouth transfer)")
+    parser.add_argument("--no-head", action="store_true",
+                        help="do not move the portrait's head by what the model left out of the driver's head "
+                             "motion (head-pose transfer)")
     parser.add_argument("--driver-box", choices=DRIVER_BOXES, default="fixed",
                         help="the driver's crop: its first face's box (default, as the app) or follow the face")
     parser.add_argument("--ceiling", action="store_true",
@@ -271,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         atlas = Atlas.load(args.weights) if args.expression_strength != 1.0 or args.match_amplitude else None
         strength = dict(expression_strength=args.expression_strength, atlas=atlas,
                         match_amplitude=args.match_amplitude, blinks=not args.no_blinks,
-                        mouth=not args.no_mouth)
+                        mouth=not args.no_mouth, head=not args.no_head)
         judges = None if args.no_judges else FaceJudges.default()
         rows = [full_frame_reconstruction(pipeline, v, args.max_frames, crop=not args.no_crop, judges=judges,
                                           driver_box=args.driver_box, ceiling=args.ceiling, **strength,
@@ -303,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
                                                    "expression_strength": args.expression_strength,
                                                    "match_amplitude": args.match_amplitude,
                                                    "blinks": not args.no_blinks, "mouth": not args.no_mouth,
+                                                   "head": not args.no_head,
                                                    "same_identity": rows + [mean_row(rows)],
                                                    "cross_identity": cross + ([mean_row(cross)] if cross else [])},
                                                   indent=2))

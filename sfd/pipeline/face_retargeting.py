@@ -1,6 +1,7 @@
-"""Explicit retargeting after the model: the driver's blinks and mouth opening, read by the face
-mesh on the driver's face and moved into the face as drawn by image warps (`blink_transfer`,
-`mouth_transfer`). One mesh reading of each driver face and of each shown face serves both.
+"""Explicit retargeting after the model: the driver's blinks, mouth opening and head pose, read by
+the face mesh on the driver's face and moved into the face as drawn by image warps
+(`blink_transfer`, `mouth_transfer`, `pose_transfer`). One mesh reading of each driver face and of
+each shown face serves all three.
 
 Faces are read as MediaPipe tracks them (`tracked_points`): a mesh pass on the whole aligned
 crop, then one on the box and angle of those points. On the test drivers that framing follows
@@ -14,6 +15,7 @@ import torch
 from ..pretrained.face_mesh import rois_from_points
 from .blink_transfer import BlinkTransfer, close_lids
 from .mouth_transfer import MouthTransfer, open_mouth
+from .pose_transfer import PoseTransfer
 
 DRIVER_SIDE = 256  # the driver's face crops are read at this side
 MIN_PRESENCE = 0.5  # the mesh's face presence under which a face counts as not seen
@@ -31,31 +33,35 @@ def tracked_points(mesh, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 class FaceRetargeting:
     """One clip's retargeting: `start` with the reference faces, then call with each batch of driver
     faces and the faces shown for them. `blinks`: close the lids where the driver's close;
-    `mouth_strength`: open the mouth as the driver's opens, times this (0: not at all)."""
+    `mouth_strength`: open the mouth as the driver's opens, times this (0: not at all); `head`:
+    move the head as the driver's moved since its reference face."""
 
-    def __init__(self, mesh, blinks: bool = True, mouth_strength: float = 1.0):
+    def __init__(self, mesh, blinks: bool = True, mouth_strength: float = 1.0, head: bool = True):
         self.mesh = mesh
         self.blinks = BlinkTransfer() if blinks else None
         self.mouth = MouthTransfer(mouth_strength) if mouth_strength > 0 else None
+        self.pose = PoseTransfer() if head else None
 
     @property
     def active(self) -> bool:
-        return self.blinks is not None or self.mouth is not None
+        return self.blinks is not None or self.mouth is not None or self.pose is not None
 
     @property
     def needs_reference(self) -> bool:
-        """Whether `start` wants the face shown at the reference motion (mouth transfer only)."""
-        return self.mouth is not None
+        """Whether `start` wants the face shown at the reference motion (mouth and head transfer)."""
+        return self.mouth is not None or self.pose is not None
 
     @torch.no_grad()
     def start(self, driver_face: torch.Tensor, shown_face: torch.Tensor) -> None:
         """The driver's reference face (1, 3, S, S) and the face shown at its motion, in [-1, 1]; where
-        the mesh does not see both, the mouth is not moved in this clip."""
-        if self.mouth is not None:
+        the mesh does not see both, neither mouth nor head is moved in this clip."""
+        if self.needs_reference:
             driver, driver_seen = tracked_points(self.mesh, driver_face)
             shown, shown_seen = tracked_points(self.mesh, shown_face)
             if bool(driver_seen[0]) and bool(shown_seen[0]):
-                self.mouth.start(driver, shown)
+                for transfer in (self.mouth, self.pose):
+                    if transfer is not None:
+                        transfer.start(driver, shown)
 
     @torch.no_grad()
     def __call__(self, driver_faces: torch.Tensor, faces: torch.Tensor, *more: torch.Tensor) -> list[torch.Tensor]:
@@ -66,7 +72,7 @@ class FaceRetargeting:
             return shown
         driver_points, driver_seen = tracked_points(self.mesh, driver_faces)
         closure = self.blinks.closures(driver_points, driver_seen) if self.blinks is not None else None
-        if self.mouth is None and not bool((closure > 0).any()):
+        if self.mouth is None and self.pose is None and not bool((closure > 0).any()):
             return shown
         points, seen = tracked_points(self.mesh, faces)
         if self.mouth is not None:
@@ -76,4 +82,6 @@ class FaceRetargeting:
         if closure is not None:
             closure = closure.to(points.device) * seen
             shown = [close_lids(x, points * (x.shape[-1] / faces.shape[-1]), closure) for x in shown]
+        if self.pose is not None:  # last: the lids and lips were found on the head where it was drawn
+            shown = self.pose.apply(shown, driver_points, driver_seen, points, seen)
         return shown

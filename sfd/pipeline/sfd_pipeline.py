@@ -329,8 +329,8 @@ class SFDPipeline:
         (from `Atlas.expression_strength_map`) maps each frame's motion change from the reference.
         `match`: choose the strength on the driver's first `CALIBRATION_FRAMES` faces instead
         (`amplitude.matched_strength`; the choice goes into `match.strength`); those frames'
-        batches are held until it is chosen. `retargeting`: the driver's blinks and mouth opening
-        moved into the faces after the model (`face_retargeting`).
+        batches are held until it is chosen. `retargeting`: the driver's blinks, mouth opening
+        and head pose moved into the faces after the model (`face_retargeting`).
         """
         smoother = MotionSmoother(smoothing)
         with self._inference():
@@ -378,17 +378,17 @@ class SFDPipeline:
             for batch in held:
                 yield self._animated(source, *batch, reference, relative, strength_map, retargeting)
 
-    def _retargeting(self, blinks: bool, mouth: bool, expression_strength: float) -> FaceRetargeting | None:
-        """A clip's retargeting after the model, or None when neither is asked for or the face mesh's
+    def _retargeting(self, blinks: bool, mouth: bool, head: bool, expression_strength: float) -> FaceRetargeting | None:
+        """A clip's retargeting after the model, or None when none is asked for or the face mesh's
         converted weights are not installed (then it animates without, and says so in the log)."""
-        if not (blinks or mouth):
+        if not (blinks or mouth or head):
             return None
         try:
             mesh = face_mesh(self.device)
         except WeightsError as error:
-            logging.getLogger(__name__).warning("animating without blink and mouth transfer: %s", error)
+            logging.getLogger(__name__).warning("animating without blink, mouth and head transfer: %s", error)
             return None
-        return FaceRetargeting(mesh, blinks=blinks, mouth_strength=expression_strength if mouth else 0.0)
+        return FaceRetargeting(mesh, blinks=blinks, mouth_strength=expression_strength if mouth else 0.0, head=head)
 
     def _animated(self, source: SourceFace, frames, boxes, motion: torch.Tensor, reference: torch.Tensor,
                   relative: bool, strength_map: torch.Tensor | None, retargeting: FaceRetargeting | None) -> tuple:
@@ -426,14 +426,15 @@ class SFDPipeline:
                      scale: float = DEFAULT_SCALE, offset_x: float = DEFAULT_OFFSET_X,
                      offset_y: float = DEFAULT_OFFSET_Y, driver_box: str = "fixed",
                      expression_strength: float = 1.0, atlas=None, match_amplitude: bool = False,
-                     blinks: bool = True, mouth: bool = True) -> Iterator[np.ndarray]:
+                     blinks: bool = True, mouth: bool = True, head: bool = True) -> Iterator[np.ndarray]:
         """Animated frames (uint8 batches) for batches of driving frames, streaming.
 
         The first driving frame with a face is the reference of relative motion, and the frames
         before it hold its pose (they are kept in memory until it shows); `crop_driving=False`
         takes each driving frame whole (for clips that are already face crops). `driver_box`:
         "fixed" crops every frame with the first face's box, "track" follows the face.
-        `expression_strength`, `match_amplitude` (with the weights' `atlas`), `blinks`, `mouth`: as for `animate`
+        `expression_strength`, `match_amplitude` (with the weights' `atlas`), `blinks`, `mouth`, `head`: as
+        for `animate`
         (the first `CALIBRATION_FRAMES` faces come out together, once the strength is chosen). A
         wrong `driver_box` or strength raises at the call, not at the first frame.
         """
@@ -442,7 +443,7 @@ class SFDPipeline:
         match = AmplitudeMatch(atlas, expression_strength) if match_amplitude else None
         return self._iter_animate(source, iter(driving_batches), relative, crop_driving, paste_back, smoothing,
                                   scale, offset_x, offset_y, driver_box, strength_map, match,
-                                  self._retargeting(blinks, mouth, expression_strength))
+                                  self._retargeting(blinks, mouth, head and relative, expression_strength))
 
     def _iter_animate(self, source: SourceFace, batches: Iterator[np.ndarray], relative: bool, crop_driving: bool,
                       paste_back: bool, smoothing: float, scale: float, offset_x: float, offset_y: float,
@@ -473,7 +474,7 @@ class SFDPipeline:
                 max_duration: float | None = None, side_by_side_path: str | os.PathLike | None = None,
                 progress: ProgressCallback | None = None, driver_box: str = "fixed",
                 expression_strength: float = 1.0, atlas=None, match_amplitude: bool = False,
-                blinks: bool = True, mouth: bool = True) -> AnimationResult:
+                blinks: bool = True, mouth: bool = True, head: bool = True) -> AnimationResult:
         """Animate the source face with the motion of a driving video; returns the `AnimationResult`
         (path-like: the output video), which also says how many driving frames showed no face.
 
@@ -495,7 +496,9 @@ class SFDPipeline:
         warp after the model, whose motion has no blink (`sfd.pipeline.blink_transfer`); `mouth`
         (default on) opens the portrait's mouth, for its face's size, as far as the driver's opened
         since its first face (times `expression_strength`), where the model drew it less open
-        (`sfd.pipeline.mouth_transfer`).
+        (`sfd.pipeline.mouth_transfer`); `head` (default on, relative motion only) moves the
+        portrait's head in the image by what the model left out of the driver's head motion since
+        its first face: turn, shift and size, for the portrait's face's size (`sfd.pipeline.pose_transfer`).
         With `side_by_side_path`, a second video shows
         driver | source | result at the result's height (whole frames with `paste_back`, else
         face crops).
@@ -526,6 +529,7 @@ class SFDPipeline:
             for frames, boxes, faces, sharp in self._animate_batches(source, reader, first, tracker, relative,
                                                                      smoothing, strength_map, match,
                                                                      self._retargeting(blinks, mouth,
+                                                                                       head and relative,
                                                                                        expression_strength)):
                 results = (np.stack([self._paste(source, f) for f in (faces if sharp is None else sharp)])
                            if paste_back else faces)

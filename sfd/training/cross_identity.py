@@ -18,35 +18,8 @@ from __future__ import annotations
 
 import torch
 
-from ..pretrained.face_mesh_regions import HEAD_POINTS
-from .motion_losses import fit_similarity, keypoint_flow_loss, rotate_scale
-
-
-def face_size(points: torch.Tensor) -> torch.Tensor:
-    """(B,) the root-mean-square distance of the head points (B, 468, 2) from their centre."""
-    head = points.float()[:, HEAD_POINTS]
-    return (head - head.mean(1, keepdim=True)).pow(2).sum(-1).mean(-1).sqrt()
-
-
-def retarget_points(source_points: torch.Tensor, driver_points: torch.Tensor,
-                    reference_points: torch.Tensor) -> torch.Tensor:
-    """Where the source's mesh points (B, 468, 2) go when the source makes the driver's move from its
-    reference frame (same person as the driver) to the driver frame.
-
-    The head's motion is the similarity fitted on the head points from reference to driver; the
-    source turns and scales about its own head centre by it and shifts by its shift. What the
-    similarity leaves of the driver's points is the non-rigid motion; it is added at each point,
-    times the ratio of the source's face size to the reference's. A driver that only moves its
-    head therefore gives a similarity of the source's points; a driver lip moved by d moves the
-    source's lip by d times that ratio.
-    """
-    source, driver, reference = (p.float() for p in (source_points, driver_points, reference_points))
-    a, reference_centre, driver_centre = fit_similarity(reference, driver, HEAD_POINTS)
-    non_rigid = driver - (rotate_scale(a, reference - reference_centre) + driver_centre)
-    ratio = (face_size(source) / face_size(reference).clamp(min=1e-6))[:, None, None]
-    source_centre = source[:, HEAD_POINTS].mean(1, keepdim=True)
-    shift = (driver_centre - reference_centre) * ratio
-    return rotate_scale(a, source - source_centre) + source_centre + shift + ratio * non_rigid
+from ..pretrained.mesh_motion import retarget_points
+from .motion_losses import keypoint_flow_loss
 
 
 def cross_identity_partners(identity: torch.Tensor, flipped: torch.Tensor, usable: torch.Tensor,

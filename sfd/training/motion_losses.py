@@ -25,6 +25,7 @@ from torch import nn
 from ..data.mesh_points import NUM_POINTS
 from ..models.generator import identity_grid
 from ..pretrained.face_mesh_regions import REGIONS
+from ..pretrained.mesh_motion import fit_similarity, rotate_scale
 
 # The read-out heads are training-time only: a checkpoint keeps them beside its weights in these files.
 READOUT_FILE = "readout.safetensors"
@@ -101,29 +102,6 @@ class MotionReadout(nn.Module):
 
     def forward(self, motion_change: torch.Tensor) -> torch.Tensor:
         return self.linear(motion_change.float()).view(-1, self.points, 2)
-
-
-def fit_similarity(from_points: torch.Tensor, to_points: torch.Tensor, index=None):
-    """The least-squares similarity (rotation, scale, shift) taking `from_points` (B, K, 2) onto
-    `to_points`, fitted on the points at `index` (default all): ``(a, from_centre, to_centre)``
-    with `a` (B, 2) the complex factor (re, im) and the centres (B, 1, 2) of the fitted points, so
-    that ``p -> a * (p - from_centre) + to_centre``."""
-    f, t = from_points.float(), to_points.float()
-    if index is not None:
-        f, t = f[:, index], t[:, index]
-    f_mean, t_mean = f.mean(1, keepdim=True), t.mean(1, keepdim=True)
-    f0, t0 = f - f_mean, t - t_mean
-    # As complex numbers the similarity is one factor a = sum(conj(f) t) / sum(|f|^2).
-    norm = f0.pow(2).sum(dim=(1, 2)).clamp(min=1e-8)
-    re = (f0 * t0).sum(dim=(1, 2)) / norm
-    im = (f0[..., 0] * t0[..., 1] - f0[..., 1] * t0[..., 0]).sum(1) / norm
-    return torch.stack((re, im), -1), f_mean, t_mean
-
-
-def rotate_scale(a: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-    """`points` (B, K, 2) multiplied, as complex numbers, by `a` (B, 2): rotated and scaled about 0."""
-    re, im = a[:, None, 0], a[:, None, 1]
-    return torch.stack((re * points[..., 0] - im * points[..., 1], im * points[..., 0] + re * points[..., 1]), -1)
 
 
 def non_rigid_offsets(source_points: torch.Tensor, driver_points: torch.Tensor) -> torch.Tensor:
