@@ -123,8 +123,8 @@ def main() -> None:
                   f"{r['model_only_fps']:.2f} frames/s (end-to-end / model-only = "
                   f"{r['end_to_end_fps'] / r['model_only_fps']:.2f})")
         shipped = fps["tiny", "1", "fixed", "all"]
-        print(f"  tiny end to end, with / without detail transfer: {shipped / fps['tiny', '0', 'fixed', 'both']:.2f}")
-        print(f"  tiny end to end, one driver box / tracked box: {shipped / fps['tiny', '1', 'track', 'both']:.2f}")
+        print(f"  tiny end to end, with / without detail transfer: {shipped / fps['tiny', '0', 'fixed', 'all']:.2f}")
+        print(f"  tiny end to end, one driver box / tracked box: {shipped / fps['tiny', '1', 'track', 'all']:.2f}")
         print(f"  tiny end to end, with / without head transfer: {shipped / fps['tiny', '1', 'fixed', 'no head']:.2f}")
         print(f"  tiny end to end, with / without mouth and head transfer: "
               f"{shipped / fps['tiny', '1', 'fixed', 'blinks']:.2f}")
