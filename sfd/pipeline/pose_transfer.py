@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from ..pretrained.face_mesh_regions import HEAD_POINTS
-from ..pretrained.mesh_motion import face_size, fit_similarity, retarget_head
+from ..pretrained.mesh_motion import face_size, fit_similarity, retarget_head, rotate_scale
 
 DEAD_ZONE = 0.01  # residual shift / face size plus its rotation (radians) under this: jitter
 MAX_TURN = math.radians(15)  # the residual's rotation is capped at this ...
@@ -62,10 +62,8 @@ def move_heads(images: torch.Tensor, a: torch.Tensor, from_centre: torch.Tensor,
     pixels = torch.stack([xs, ys], -1).view(1, -1, 2)  # (1, P, 2)
     a = a.to(images.device, torch.float32)
     inverse = torch.stack([a[:, 0], -a[:, 1]], 1) / a.pow(2).sum(1, keepdim=True).clamp_min(1e-8)
-    re, im = inverse[:, None, 0], inverse[:, None, 1]
     rel = pixels - to_centre.to(images.device, torch.float32)
-    source = torch.stack([re * rel[..., 0] - im * rel[..., 1], im * rel[..., 0] + re * rel[..., 1]], -1)
-    source = source + from_centre.to(images.device, torch.float32)
+    source = rotate_scale(inverse, rel) + from_centre.to(images.device, torch.float32)
     edge = (torch.minimum(pixels, side - pixels).amin(-1) - 0.5) / (EDGE_SHARE * side)  # (1, P): 0 on the edge
     weight = edge.clamp(0, 1)
     weight = weight * weight * (3 - 2 * weight)  # smooth from the edge in

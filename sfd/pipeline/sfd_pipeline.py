@@ -378,9 +378,12 @@ class SFDPipeline:
             for batch in held:
                 yield self._animated(source, *batch, reference, relative, strength_map, retargeting)
 
-    def _retargeting(self, blinks: bool, mouth: bool, head: bool, expression_strength: float) -> FaceRetargeting | None:
+    def _retargeting(self, blinks: bool, mouth: bool, head: bool, relative: bool,
+                     expression_strength: float) -> FaceRetargeting | None:
         """A clip's retargeting after the model, or None when none is asked for or the face mesh's
-        converted weights are not installed (then it animates without, and says so in the log)."""
+        converted weights are not installed (then it animates without, and says so in the log).
+        The head follows the driver's motion since its reference face: with relative motion only."""
+        head = head and relative
         if not (blinks or mouth or head):
             return None
         try:
@@ -443,7 +446,7 @@ class SFDPipeline:
         match = AmplitudeMatch(atlas, expression_strength) if match_amplitude else None
         return self._iter_animate(source, iter(driving_batches), relative, crop_driving, paste_back, smoothing,
                                   scale, offset_x, offset_y, driver_box, strength_map, match,
-                                  self._retargeting(blinks, mouth, head and relative, expression_strength))
+                                  self._retargeting(blinks, mouth, head, relative, expression_strength))
 
     def _iter_animate(self, source: SourceFace, batches: Iterator[np.ndarray], relative: bool, crop_driving: bool,
                       paste_back: bool, smoothing: float, scale: float, offset_x: float, offset_y: float,
@@ -498,7 +501,7 @@ class SFDPipeline:
         since its first face (times `expression_strength`), where the model drew it less open
         (`sfd.pipeline.mouth_transfer`); `head` (default on, relative motion only) moves the
         portrait's head in the image by what the model left out of the driver's head motion since
-        its first face: turn, shift and size, for the portrait's face's size (`sfd.pipeline.pose_transfer`).
+        its first face: tilt and shift, the shift for the portrait's face's size (`sfd.pipeline.pose_transfer`).
         With `side_by_side_path`, a second video shows
         driver | source | result at the result's height (whole frames with `paste_back`, else
         face crops).
@@ -528,8 +531,7 @@ class SFDPipeline:
                                                          keep_audio=keep_audio))
             for frames, boxes, faces, sharp in self._animate_batches(source, reader, first, tracker, relative,
                                                                      smoothing, strength_map, match,
-                                                                     self._retargeting(blinks, mouth,
-                                                                                       head and relative,
+                                                                     self._retargeting(blinks, mouth, head, relative,
                                                                                        expression_strength)):
                 results = (np.stack([self._paste(source, f) for f in (faces if sharp is None else sharp)])
                            if paste_back else faces)
