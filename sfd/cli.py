@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "driver's, for its face's size (mouth transfer)")
     a.add_argument("--no-head", action="store_true",
                    help="do not move the portrait's head in the image by what the model left out of the driver's "
-                        "turns, shifts and zoom (head-pose transfer; relative motion only)")
+                        "tilt and shift (head-pose transfer; relative motion only)")
     a.add_argument("--batch-size", type=int, default=8)
 
     e = sub.add_parser("edit", help="move chosen descriptor coefficients of a face")

@@ -181,7 +181,7 @@ def build_animate_tab(handlers: AppHandlers) -> AnimateTab:
                                 info="opens the portrait's mouth as far, for its face's size, as the driver's "
                                      "where the model draws it less open (drawn over the model's face)")
             head = gr.Checkbox(True, label="Move the head with the driver", elem_id="sfd-head",
-                               info="turns, shifts and zooms the portrait's face in the image as far as the "
+                               info="tilts and shifts the portrait's face in the image as far as the "
                                     "driver's head moved where the model falls short (relative motion)")
             keep_audio = gr.Checkbox(True, label="Keep the driving video's audio")
         with gr.Row():
