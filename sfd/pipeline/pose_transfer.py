@@ -24,12 +24,13 @@ moves its keypoints' pose explicitly too):
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 
 from ..pretrained.face_mesh_regions import HEAD_POINTS
-from ..pretrained.mesh_motion import face_size, fit_similarity, retarget_head, rotate_scale
+from ..pretrained.mesh_motion import face_size, fit_similarity, retarget_head
 
 DEAD_ZONE = 0.01  # residual shift / face size plus its rotation (radians) under this: jitter
 MAX_TURN = math.radians(15)  # the residual's rotation is capped at this ...
@@ -51,27 +52,40 @@ def residual_similarity(shown_points: torch.Tensor, target_points: torch.Tensor)
     return a, shown_centre, shown_centre + shift, moves
 
 
+@lru_cache(maxsize=8)  # a clip's crops share one side
+def _still_grid(side: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pixel centres of an S-sided crop in grid_sample's coordinates (1, S, S, 2), and how much
+    of the warp each pixel takes (1, S, S, 1): 0 on the crop's edge, 1 beyond `EDGE_SHARE` of the
+    side from it, smooth in between (module doc, step 3)."""
+    centres = torch.arange(side, device=device, dtype=torch.float32) + 0.5
+    ys, xs = torch.meshgrid(centres, centres, indexing="ij")
+    grid = (2 * torch.stack([xs, ys], -1) / side - 1)[None]
+    inset = (torch.minimum(centres, side - centres) - 0.5) / (EDGE_SHARE * side)
+    weight = torch.minimum(inset[:, None], inset[None, :]).clamp(0, 1)
+    return grid, (weight * weight * (3 - 2 * weight))[None, :, :, None]
+
+
 def move_heads(images: torch.Tensor, a: torch.Tensor, from_centre: torch.Tensor,
                to_centre: torch.Tensor) -> torch.Tensor:
     """`images` (B, C, S, S) warped so that the point p of each face shows at
     ``a * (p - from_centre) + to_centre`` (pixels of `images`; `a` (B, 2) complex factor, centres
     (B, 1, 2)), fading to no motion at the crop's edges (module doc, step 3)."""
-    batch, _, side, _ = images.shape
-    coords = torch.arange(side, device=images.device, dtype=torch.float32) + 0.5
-    ys, xs = torch.meshgrid(coords, coords, indexing="ij")
-    pixels = torch.stack([xs, ys], -1).view(1, -1, 2)  # (1, P, 2)
-    a = a.to(images.device, torch.float32)
+    side, device = images.shape[-1], images.device
+    a = a.to(device, torch.float32)
     inverse = torch.stack([a[:, 0], -a[:, 1]], 1) / a.pow(2).sum(1, keepdim=True).clamp_min(1e-8)
-    rel = pixels - to_centre.to(images.device, torch.float32)
-    source = rotate_scale(inverse, rel) + from_centre.to(images.device, torch.float32)
-    edge = (torch.minimum(pixels, side - pixels).amin(-1) - 0.5) / (EDGE_SHARE * side)  # (1, P): 0 on the edge
-    weight = edge.clamp(0, 1)
-    weight = weight * weight * (3 - 2 * weight)  # smooth from the edge in
-    moved = pixels + weight[..., None] * (source - pixels)
-    grid = (2 * moved / side - 1).view(batch, side, side, 2)
+    # Each pixel p samples inverse * (p - to_centre) + from_centre: in grid_sample's coordinates
+    # u = p / half - 1 that is u -> turn u + shift, one small matrix product for the whole batch.
+    re, im = inverse[:, 0], inverse[:, 1]
+    turn = torch.stack([torch.stack([re, im], -1), torch.stack([-im, re], -1)], 1)  # (B, 2, 2), transposed
+    half = side / 2
+    rel = half - to_centre.to(device, torch.float32)  # (B, 1, 2)
+    shift = (rel @ turn + from_centre.to(device, torch.float32)) / half - 1  # (B, 1, 2)
+    still, weight = _still_grid(side, device)
+    moved = (still.flatten(1, 2) @ turn + shift).view_as(still.expand(len(a), -1, -1, -1))
+    grid = torch.lerp(still, moved, weight)
     # bicubic: a face moved by a fraction of a pixel stays as sharp as drawn (bilinear cost LPIPS)
     moved_images = F.grid_sample(images.float(), grid, mode="bicubic", padding_mode="border", align_corners=False)
-    return moved_images.clamp(-1, 1).to(images.dtype)
+    return moved_images.clamp_(-1, 1).to(images.dtype)
 
 
 class PoseTransfer:
@@ -102,11 +116,12 @@ class PoseTransfer:
         moves = moves & driver_seen.to(moves.device) & shown_seen.to(moves.device) & torch.isfinite(a).all(1)
         if not bool(moves.any()):
             return images
-        keep = torch.tensor([1.0, 0.0], device=a.device)
-        a = torch.where(moves[:, None], a, keep)
-        to_centre = torch.where(moves[:, None, None], to_centre, from_centre)
+        index = moves.nonzero()[:, 0]
+        a, from_centre, to_centre = a[index], from_centre[index], to_centre[index]
         out = []
-        for x in images:
+        for x in images:  # only the faces that move are resampled
             scale = x.shape[-1] / images[0].shape[-1]
-            out.append(move_heads(x, a, from_centre * scale, to_centre * scale))
+            x = x.clone()
+            x[index.to(x.device)] = move_heads(x[index.to(x.device)], a, from_centre * scale, to_centre * scale)
+            out.append(x)
         return out
