@@ -8,7 +8,8 @@ import math
 import numpy as np
 import torch
 
-from sfd.pipeline.mouth_transfer import DEAD_ZONE, JAW_WIDTH, LOWER_INNER, UPPER_INNER, MouthTransfer, open_mouth
+from sfd.pipeline.mouth_transfer import (DEAD_ZONE, JAW_WIDTH, LOWER_INNER, SHUT, UPPER_INNER, MouthTransfer,
+                                         open_mouth)
 from sfd.pretrained.face_mesh_regions import (CHIN, INNER_LIP_PAIRS, LEFT_EYE_OUTER, MOUTH_LEFT, MOUTH_RIGHT,
                                               RIGHT_EYE_OUTER)
 
@@ -144,3 +145,21 @@ def test_nothing_opens_where_the_face_already_shows_enough_or_was_not_seen():
     closing = MouthTransfer()
     closing.start(face_points(50.0, 10.0), face_points(100.0, 2.0))
     assert float(closing.shortfall(face_points(50.0, 0.0), SEEN, face_points(100.0, 2.0), SEEN)[0]) == 0.0
+
+
+def test_a_driver_caught_mid_word_opens_a_shut_face_from_a_shut_mouth_s_reading():
+    # The driver's reference shows its lips 10 px apart (of 50), the shown face's 2 px (of 100).
+    # The driver's 6 px count from a shut mouth (SHUT): (12 % - SHUT) of the shown face, not the
+    # 8 % below its reference that the reference alone would give (which opens nothing).
+    transfer = MouthTransfer()
+    transfer.start(face_points(50.0, 10.0), face_points(100.0, 2.0))
+    shown = face_points(100.0, 2.0)
+    opened = float(transfer.shortfall(face_points(50.0, 6.0), SEEN, shown, SEEN)[0])
+    assert math.isclose(opened, (6 / 50 - SHUT - 2 / 100 - DEAD_ZONE) * 100, rel_tol=1e-5)
+    assert float(transfer.shortfall(face_points(50.0, 0.0), SEEN, shown, SEEN)[0]) == 0.0
+    # a shown face drawn as open as the driver's reference (the same person) is asked for the
+    # driver's change from its reference, as before: not that plus its own opening
+    same = MouthTransfer()
+    same.start(face_points(50.0, 10.0), face_points(100.0, 20.0))
+    again = float(same.shortfall(face_points(50.0, 6.0), SEEN, face_points(100.0, 0.0), SEEN)[0])
+    assert math.isclose(again, (20 / 100 + 6 / 50 - 10 / 50 - DEAD_ZONE) * 100, rel_tol=1e-5)
