@@ -124,23 +124,23 @@ class MouthTransfer:
 
     def __init__(self, strength: float = 1.0):
         self.strength = strength
-        self.driver_reference: float | None = None
-        self.shown_reference: float | None = None
+        # the openings the driver's and the shown face's are counted from (module doc, step 2)
+        self.driver_zero: float | None = None
+        self.shown_zero: float | None = None
 
     def start(self, driver_points: torch.Tensor, shown_points: torch.Tensor) -> None:
         """The driver's reference face's mesh (1, 468, 2) and the shown face's at that motion."""
-        self.driver_reference = float(mouth_opening(driver_points)[0])
-        self.shown_reference = float(mouth_opening(shown_points)[0])
+        driver, shown = float(mouth_opening(driver_points)[0]), float(mouth_opening(shown_points)[0])
+        self.driver_zero = min(driver, SHUT)
+        self.shown_zero = max(shown - self.strength * (driver - self.driver_zero), 0.0)
 
     def shortfall(self, driver_points: torch.Tensor, driver_seen: torch.Tensor, shown_points: torch.Tensor,
                   shown_seen: torch.Tensor) -> torch.Tensor:
         """(B,) pixels (of the shown faces' mesh) to open each shown face by, 0 where either face was
         not seen or the face as drawn opens far enough."""
-        if self.driver_reference is None or self.shown_reference is None or self.strength <= 0:
+        if self.driver_zero is None or self.shown_zero is None or self.strength <= 0:
             return torch.zeros(len(shown_points))
-        strength, driver_closed = self.strength, min(self.driver_reference, SHUT)
-        shown_closed = max(self.shown_reference - strength * (self.driver_reference - driver_closed), 0.0)
-        target = (shown_closed + strength * (mouth_opening(driver_points) - driver_closed)).clamp_min(0)
+        target = (self.shown_zero + self.strength * (mouth_opening(driver_points) - self.driver_zero)).clamp_min(0)
         missing = (target - mouth_opening(shown_points) - DEAD_ZONE).clamp(0, MAX_OPENING)
         missing = torch.where(driver_seen & shown_seen & torch.isfinite(missing), missing, torch.zeros_like(missing))
         return missing * inter_ocular(shown_points)

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ..pretrained.face_mesh_regions import HEAD_POINTS
-from ..pretrained.mesh_motion import face_size, fit_similarity, retarget_head
+from ..pretrained.mesh_motion import face_size, fit_similarity, retarget_head, rotate_scale
 
 DEAD_ZONE = 0.01  # residual shift / face size plus its rotation (radians) under this: jitter
 MAX_TURN = math.radians(15)  # the residual's rotation is capped at this ...
@@ -73,15 +73,13 @@ def move_heads(images: torch.Tensor, a: torch.Tensor, from_centre: torch.Tensor,
     side, device = images.shape[-1], images.device
     a = a.to(device, torch.float32)
     inverse = torch.stack([a[:, 0], -a[:, 1]], 1) / a.pow(2).sum(1, keepdim=True).clamp_min(1e-8)
-    # Each pixel p samples inverse * (p - to_centre) + from_centre: in grid_sample's coordinates
-    # u = p / half - 1 that is u -> turn u + shift, one small matrix product for the whole batch.
-    re, im = inverse[:, 0], inverse[:, 1]
-    turn = torch.stack([torch.stack([re, im], -1), torch.stack([-im, re], -1)], 1)  # (B, 2, 2), transposed
+    # Each pixel p samples inverse * (p - to_centre) + from_centre; in grid_sample's coordinates
+    # u = p / half - 1 that is inverse * u + shift, with the shift the same for every pixel.
     half = side / 2
-    rel = half - to_centre.to(device, torch.float32)  # (B, 1, 2)
-    shift = (rel @ turn + from_centre.to(device, torch.float32)) / half - 1  # (B, 1, 2)
+    shift = (rotate_scale(inverse, half - to_centre.to(device, torch.float32))
+             + from_centre.to(device, torch.float32)) / half - 1  # (B, 1, 2)
     still, weight = _still_grid(side, device)
-    moved = (still.flatten(1, 2) @ turn + shift).view_as(still.expand(len(a), -1, -1, -1))
+    moved = (rotate_scale(inverse, still.flatten(1, 2)) + shift).view(len(a), side, side, 2)
     grid = torch.lerp(still, moved, weight)
     # bicubic: a face moved by a fraction of a pixel stays as sharp as drawn (bilinear cost LPIPS)
     moved_images = F.grid_sample(images.float(), grid, mode="bicubic", padding_mode="border", align_corners=False)
@@ -121,7 +119,8 @@ class PoseTransfer:
         out = []
         for x in images:  # only the faces that move are resampled
             scale = x.shape[-1] / images[0].shape[-1]
+            at = index.to(x.device)
             x = x.clone()
-            x[index.to(x.device)] = move_heads(x[index.to(x.device)], a, from_centre * scale, to_centre * scale)
+            x[at] = move_heads(x[at], a, from_centre * scale, to_centre * scale)
             out.append(x)
         return out

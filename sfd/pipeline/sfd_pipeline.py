@@ -499,12 +499,12 @@ class SFDPipeline:
         warp after the model, whose motion has no blink (`sfd.pipeline.blink_transfer`); `mouth`
         (default on) opens the portrait's mouth, for its face's size, as far as the driver's opened
         since its first face, or since a shut mouth where that face was caught mid-word (times
-        `expression_strength`), where the model drew it less open (`sfd.pipeline.mouth_transfer`); `head` (default on, relative motion only) moves the
-        portrait's head in the image by what the model left out of the driver's head motion since
-        its first face: tilt and shift, the shift for the portrait's face's size (`sfd.pipeline.pose_transfer`).
-        With `side_by_side_path`, a second video shows
-        driver | source | result at the result's height (whole frames with `paste_back`, else
-        face crops).
+        `expression_strength`), where the model drew it less open (`sfd.pipeline.mouth_transfer`);
+        `head` (default on, relative motion only) moves the portrait's head in the image by what the
+        model left out of the driver's head motion since its first face: tilt and shift, the shift
+        for the portrait's face's size (`sfd.pipeline.pose_transfer`). With `side_by_side_path`, a
+        second video shows driver | source | result at the result's height (whole frames with
+        `paste_back`, else face crops).
         """
         _check_driver_box(driver_box)
         strength_map = self._strength_map(expression_strength, atlas, match_amplitude)
