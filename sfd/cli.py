@@ -87,8 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--no-blinks", action="store_true",
                    help="do not close the portrait's eyelids where the driver's close (blink transfer)")
     a.add_argument("--no-mouth", action="store_true",
-                   help="do not open the portrait's mouth further where the model draws it less open than the "
-                        "driver's, for its face's size (mouth transfer)")
+                   help="do not open or close the portrait's mouth where the model draws it more or less open "
+                        "than the driver's, for its face's size (mouth transfer)")
     a.add_argument("--no-head", action="store_true",
                    help="do not move the portrait's head in the image by what the model left out of the driver's "
                         "tilt and shift (head-pose transfer; relative motion only)")

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import torch
 
-from sfd.pipeline.mouth_transfer import (DEAD_ZONE, JAW_WIDTH, LOWER_INNER, SHUT, UPPER_INNER, MouthTransfer,
-                                         open_mouth)
+from sfd.pipeline.mouth_transfer import (CLOSE_SHARE, DEAD_ZONE, JAW_WIDTH, LOWER_INNER, SHUT, UPPER_INNER,
+                                         MouthTransfer, open_mouth)
 from sfd.pretrained.face_mesh_regions import (CHIN, INNER_LIP_PAIRS, LEFT_EYE_OUTER, MOUTH_LEFT, MOUTH_RIGHT,
                                               RIGHT_EYE_OUTER)
 
@@ -19,7 +19,7 @@ CX, CY = 60.0, 70.0  # the mouth's middle
 HALF_WIDTH, INNER_HALF_WIDTH, HALF_GAP, LIP_THICKNESS, CHIN_Y = 20.0, 16.0, 1.5, 5.0, 100.0
 
 
-def drawn_mouth():
+def drawn_mouth(half_gap: float = HALF_GAP):
     """A skin-coloured image with lips around a thin dark gap and a dark chin line, and a mesh whose
     mouth and chin points lie on them (the other points far away: the warp never reads them)."""
     image = torch.full((1, 3, SIDE, SIDE), SKIN)
@@ -27,16 +27,16 @@ def drawn_mouth():
     across = ((xs - CX) / INNER_HALF_WIDTH).clamp(-1, 1)
     lens = torch.sqrt(1 - across.square())
     inner = (xs - CX).abs() < INNER_HALF_WIDTH
-    lips = ((xs - CX).abs() < HALF_WIDTH) & ((ys - CY).abs() < HALF_GAP * lens + LIP_THICKNESS)
+    lips = ((xs - CX).abs() < HALF_WIDTH) & ((ys - CY).abs() < half_gap * lens + LIP_THICKNESS)
     image[0, :, lips] = LIP
-    image[0, :, inner & ((ys - CY).abs() < HALF_GAP * lens)] = INSIDE
+    image[0, :, inner & ((ys - CY).abs() < half_gap * lens)] = INSIDE
     image[0, :, ((xs - CX).abs() < 15) & ((ys - CHIN_Y).abs() < 1)] = INSIDE
     points = torch.full((1, 468, 2), -1000.0)
     points[0, MOUTH_RIGHT] = torch.tensor([CX - HALF_WIDTH, CY])
     points[0, MOUTH_LEFT] = torch.tensor([CX + HALF_WIDTH, CY])
     points[0, CHIN] = torch.tensor([CX, CHIN_Y])
     for k, (up, down) in zip(np.linspace(-1, 1, len(UPPER_INNER)), zip(UPPER_INNER, LOWER_INNER)):
-        gap = HALF_GAP * math.sqrt(max(0.0, 1 - k * k))
+        gap = half_gap * math.sqrt(max(0.0, 1 - k * k))
         points[0, up] = torch.tensor([CX + k * INNER_HALF_WIDTH, CY - gap])
         points[0, down] = torch.tensor([CX + k * INNER_HALF_WIDTH, CY + gap])
     return image, points
@@ -83,6 +83,29 @@ def test_the_corners_open_less_than_the_middle_and_nothing_above_or_beside_moves
     outside = int(JAW_WIDTH * HALF_WIDTH) + 1
     for columns in (slice(0, int(CX) - outside), slice(int(CX) + outside + 1, SIDE)):
         assert torch.equal(opened[..., columns], image[..., columns])
+
+
+def test_a_negative_opening_closes_the_gap_from_below_and_the_chin_rises_with_it():
+    # a mouth drawn 12 px open at its middle, asked to close by 8 px
+    image, points = drawn_mouth(half_gap=6.0)
+    closed = open_mouth(image, points, torch.tensor([-8.0]))
+    middle = int(CX)
+    before, after = dark_rows(image[0, 0, :, middle], CY - 10), dark_rows(closed[0, 0, :, middle], CY - 10)
+    gap_before, gap_after = before[before < CY + 10], after[after < CY + 10]
+    # the upper lip stays, the lower lip rises by the closing: 64.5-75.5 -> 64.5-67.5 (a pixel of blur)
+    assert abs(gap_after.min() - gap_before.min()) <= 1.0, (gap_before, gap_after)
+    assert abs((gap_before.max() - gap_after.max()) - 8) <= 1.5, (gap_before, gap_after)
+    chin_before, chin_after = before[before > 90].mean(), after[after > 90].mean()
+    assert abs(chin_before - chin_after - 8) < 1.0, (chin_before, chin_after)
+    # no shading: what remains of the gap is the drawn inside, not darker
+    assert float(closed.min()) >= INSIDE - 1e-6
+    top = int(CY - 6.0 - LIP_THICKNESS)
+    assert torch.equal(closed[..., :top, :], image[..., :top, :])
+    # asked to close by more than the gap, the lips stop short of crossing: a share of it stays
+    shut = open_mouth(image, points, torch.tensor([-40.0]))
+    left = dark_rows(shut[0, 0, :, middle], CY - 10)
+    left = left[left < CY + 10]
+    assert len(left) >= 1 and (left.max() - left.min() + 1) <= (1 - CLOSE_SHARE) * 12 + 2, left
 
 
 def test_openings_apply_per_face_in_a_batch():
@@ -135,16 +158,18 @@ def test_a_rigid_head_motion_of_the_driver_opens_nothing():
     assert float(started().shortfall(moved, SEEN, shown, SEEN)[0]) == 0.0
 
 
-def test_nothing_opens_where_the_face_already_shows_enough_or_was_not_seen():
-    driver = face_points(50.0, 10.0)
-    assert float(started().shortfall(driver, SEEN, face_points(100.0, 30.0), SEEN)[0]) == 0.0
+def test_a_face_drawn_more_open_than_the_driver_s_is_closed_and_one_within_the_jitter_or_unseen_is_left():
+    driver = face_points(50.0, 10.0)  # the driver's lips 20 % of its face apart: 22 % for the shown face
+    too_open = float(started().shortfall(driver, SEEN, face_points(100.0, 30.0), SEEN)[0])
+    assert math.isclose(too_open, (0.02 + 10 / 50 - 30 / 100 + DEAD_ZONE) * 100, rel_tol=1e-5) and too_open < 0
+    close_enough = face_points(100.0, 100 * (0.02 + 10 / 50 + 0.8 * DEAD_ZONE))
+    assert float(started().shortfall(driver, SEEN, close_enough, SEEN)[0]) == 0.0
     unseen = torch.zeros(1, dtype=torch.bool)
-    assert float(started().shortfall(driver, unseen, face_points(100.0, 5.0), SEEN)[0]) == 0.0
+    assert float(started().shortfall(driver, unseen, face_points(100.0, 30.0), SEEN)[0]) == 0.0
     assert float(started().shortfall(driver, SEEN, face_points(100.0, 5.0), unseen)[0]) == 0.0
-    # a driver whose mouth closes beyond its start asks for no opening (the transfer never closes)
-    closing = MouthTransfer()
-    closing.start(face_points(50.0, 10.0), face_points(100.0, 2.0))
-    assert float(closing.shortfall(face_points(50.0, 0.0), SEEN, face_points(100.0, 2.0), SEEN)[0]) == 0.0
+    # a rigid turn of the shown face changes nothing: the opening is read in its own size
+    turned = face_points(100.0, 30.0, angle=20.0, scale=0.5, shift=(7.0, 3.0))
+    assert math.isclose(float(started().shortfall(driver, SEEN, turned, SEEN)[0]), too_open * 0.5, rel_tol=1e-4)
 
 
 def test_a_driver_caught_mid_word_opens_a_shut_face_from_a_shut_mouth_s_reading():
@@ -156,7 +181,9 @@ def test_a_driver_caught_mid_word_opens_a_shut_face_from_a_shut_mouth_s_reading(
     shown = face_points(100.0, 2.0)
     opened = float(transfer.shortfall(face_points(50.0, 6.0), SEEN, shown, SEEN)[0])
     assert math.isclose(opened, (6 / 50 - SHUT - 2 / 100 - DEAD_ZONE) * 100, rel_tol=1e-5)
-    assert float(transfer.shortfall(face_points(50.0, 0.0), SEEN, shown, SEEN)[0]) == 0.0
+    # the driver shut: the face's 2 px above its shut level (0) close, less the jitter allowance
+    shut = float(transfer.shortfall(face_points(50.0, 0.0), SEEN, shown, SEEN)[0])
+    assert math.isclose(shut, (0 - 2 / 100 + DEAD_ZONE) * 100, rel_tol=1e-5)
     # a shown face drawn as open as the driver's reference (the same person) is asked for the
     # driver's change from its reference, as before: not that plus its own opening
     same = MouthTransfer()

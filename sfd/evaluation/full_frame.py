@@ -229,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-blinks", action="store_true",
                         help="do not close the portrait's eyelids where the driver's close (blink transfer)")
     parser.add_argument("--no-mouth", action="store_true",
-                        help="do not open the portrait's mouth further where the model draws it less open than the "
-                             "driver's (mouth transfer)")
+                        help="do not open or close the portrait's mouth where the model draws it more or less open "
+                             "than the driver's (mouth transfer)")
     parser.add_argument("--no-head", action="store_true",
                         help="do not move the portrait's head by what the model left out of the driver's head "
                              "motion (head-pose transfer)")

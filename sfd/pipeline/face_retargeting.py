@@ -33,7 +33,7 @@ def tracked_points(mesh, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 class FaceRetargeting:
     """One clip's retargeting: `start` with the reference faces, then call with each batch of driver
     faces and the faces shown for them. `blinks`: close the lids where the driver's close;
-    `mouth_strength`: open the mouth as the driver's opens, times this (0: not at all); `head`:
+    `mouth_strength`: open and close the mouth as the driver's does, times this (0: not at all); `head`:
     move the head as the driver's moved since its reference face."""
 
     def __init__(self, mesh, blinks: bool = True, mouth_strength: float = 1.0, head: bool = True):
