@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="multiply that strength by the gain that makes this portrait's mouth move as widely, for "
                         "its size, as the driver's (measured on its first two seconds); needs atlas.json")
     a.add_argument("--no-blinks", action="store_true",
-                   help="do not close the portrait's eyelids where the driver's close (blink transfer)")
+                   help="do not close (or widen) the portrait's eyelids where the driver's close (or open wider "
+                        "than usual): blink transfer")
     a.add_argument("--no-mouth", action="store_true",
                    help="do not open or close the portrait's mouth where the model draws it more or less open "
                         "than the driver's, for its face's size (mouth transfer)")

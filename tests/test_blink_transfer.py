@@ -8,7 +8,7 @@ import torch
 
 from sfd import SFDModel, SFDPipeline
 from sfd.media import read_video
-from sfd.pipeline.blink_transfer import BlinkTransfer, close_lids
+from sfd.pipeline.blink_transfer import CLOSED_RATIO, MAX_WIDEN, WIDE_RATIO, BlinkTransfer, close_lids
 from sfd.pipeline.face_retargeting import FaceRetargeting, tracked_points
 from sfd.semantics.face_measures import face_mesh
 
@@ -73,6 +73,54 @@ def test_half_closed_lids_cover_the_upper_half_and_keep_the_lower():
         # the new lid edge is at the middle: above it skin (the lid came down), below it the eye
         assert half[0, 0, int(cy - HALF_GAP / 2), x] > SKIN - 0.1
         assert half[0, 0, int(cy + HALF_GAP / 2), x] == pytest.approx(EYE, abs=1e-4)
+
+
+def test_a_negative_closure_raises_the_lids_and_stretches_the_eye_without_moving_the_lower_lid_or_brow():
+    image, points = drawn_eyes()
+    wide = close_lids(image, points, torch.tensor([-0.3]))
+    for cx, cy in CENTRES:
+        x = int(cx)
+        column, before = wide[0, 0, :, x], image[0, 0, :, x]
+        dark = np.nonzero((column < (SKIN + EYE) / 2).numpy())[0]
+        was = np.nonzero((before < (SKIN + EYE) / 2).numpy())[0]
+        # the eye's upper edge rises by 0.3 of its 12 px gap at the middle, its lower edge stays
+        assert abs((was.min() - dark.min()) - 0.3 * 2 * HALF_GAP) <= 1.0, (was, dark)
+        assert dark.max() == was.max(), (was, dark)
+        # below the lower lid, beside the corners and above the brow, nothing moves
+        assert torch.equal(wide[0, :, int(cy + HALF_GAP) + 1:, :], image[0, :, int(cy + HALF_GAP) + 1:, :])
+        assert torch.equal(wide[0, :, :, int(cx - HALF_WIDTH) - 3], image[0, :, :, int(cx - HALF_WIDTH) - 3])
+        assert torch.equal(wide[0, :, : int(cy - BROW_ABOVE) + 1], image[0, :, : int(cy - BROW_ABOVE) + 1])
+    # widening is capped: asking for more opens no further than MAX_WIDEN
+    assert torch.equal(close_lids(image, points, torch.tensor([-5.0])), close_lids(image, points, torch.tensor([-MAX_WIDEN])))
+
+
+def eye_points(openings: torch.Tensor) -> torch.Tensor:
+    """(N, 468, 2) mesh points whose eyes (10 px wide) open by `openings` (N,) of their width."""
+    from sfd.pretrained.face_mesh_regions import (LEFT_EYE_INNER, LEFT_EYE_OUTER, LEFT_LID_PAIRS, RIGHT_EYE_INNER,
+                                                  RIGHT_EYE_OUTER, RIGHT_LID_PAIRS)
+
+    points = torch.zeros(len(openings), 468, 2)
+    for x0, (outer, inner, pairs) in ((0.0, (LEFT_EYE_OUTER, LEFT_EYE_INNER, LEFT_LID_PAIRS)),
+                                      (30.0, (RIGHT_EYE_OUTER, RIGHT_EYE_INNER, RIGHT_LID_PAIRS))):
+        points[:, outer] = torch.tensor([x0, 0.0])
+        points[:, inner] = torch.tensor([x0 + 10.0, 0.0])
+        for up, down in pairs:
+            points[:, up, 0] = points[:, down, 0] = x0 + 5.0
+            points[:, up, 1] = -5.0 * openings
+            points[:, down, 1] = 5.0 * openings
+    return points
+
+
+def test_a_driver_opening_its_eyes_wider_than_usual_widens_them_and_its_usual_jitter_does_not():
+    # a driver whose mesh opening sits at 0.30 (its open level), then opens to 0.33 and 0.36
+    transfer = BlinkTransfer()
+    level = torch.full((20,), 0.30)
+    openings = torch.cat([level, torch.tensor([0.31, 0.33, 0.36])])
+    closures = transfer.closures(eye_points(openings), torch.ones(len(openings), dtype=torch.bool)).numpy()
+    assert (closures[:20] == 0).all()
+    assert closures[20] == 0  # 1.03 of the open level: under WIDE_RATIO, the mesh's jitter
+    assert closures[21] == pytest.approx(-(1.1 - WIDE_RATIO) / (1 - CLOSED_RATIO), abs=1e-4)
+    assert closures[22] == pytest.approx(-MAX_WIDEN)  # 1.2 of it: capped
 
 
 def test_closures_of_a_batch_apply_per_face():

@@ -175,8 +175,9 @@ def build_animate_tab(handlers: AppHandlers) -> AnimateTab:
                                        "follow: for a head that leaves that box")
             paste_back = gr.Checkbox(True, label="Paste back", info="Off: output only the face crop")
             blinks = gr.Checkbox(True, label="Blink with the driver", elem_id="sfd-blinks",
-                                 info="closes the portrait's eyelids where the driver's close (drawn over the "
-                                      "model's face: its motion has no blink)")
+                                 info="closes the portrait's eyelids where the driver's close, and opens them "
+                                      "wider where the driver's open wider than usual (drawn over the model's "
+                                      "face: its motion has no blink)")
             mouth = gr.Checkbox(True, label="Move the mouth with the driver", elem_id="sfd-mouth",
                                 info="opens and closes the portrait's mouth as far, for its face's size, as the "
                                      "driver's where the model draws it otherwise (drawn over the model's face)")

@@ -227,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-detail", action="store_true",
                         help="paste back without the source's fine detail (the model-size face upsampled)")
     parser.add_argument("--no-blinks", action="store_true",
-                        help="do not close the portrait's eyelids where the driver's close (blink transfer)")
+                        help="do not close (or widen) the portrait's eyelids where the driver's close (or open "
+                             "wider than usual): blink transfer")
     parser.add_argument("--no-mouth", action="store_true",
                         help="do not open or close the portrait's mouth where the model draws it more or less open "
                              "than the driver's (mouth transfer)")

@@ -1,4 +1,4 @@
-"""Blink transfer: the shown face's eyelids close where the driver's close.
+"""Blink transfer: the shown face's eyelids close where the driver's close (and open wider where they do).
 
 Why outside the model: the bundled weights' motion space has no blink. Their direction atlas
 moves the eye opening (lid gap / eye width) by at most 0.03 per calibration std, always with a
@@ -26,6 +26,13 @@ Per frame:
    it; the eyeball under the new edge stays where it was, covered rather than squeezed. Outside
    the corners nothing moves, so the warp is continuous everywhere but along the lid's new edge,
    and pixels that do not move keep their values exactly.
+4. Where the driver's eyes open wider than their open level (a ratio above `WIDE_RATIO`: past
+   the mesh's jitter on open eyes), the lids open wider at the same rate, by at most `MAX_WIDEN`
+   of their gap (a negative closure): the upper lid's edge rises, the skin band above it
+   squeezes, and the eye between the new edge and the lower lid stretches to fill the gap. A
+   source caught with its eyes half shut (its driver's first frame) then opens them where its
+   driver does: on the same person the eyes r of the test clips rose from 0.29 to 0.32 (0.43 to
+   0.45 on the clips that blink; docs/experiments.md).
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ from ..pretrained.face_mesh_regions import LEFT_BROW, RIGHT_BROW, eye_opening
 
 OPEN_RATIO = 1.0  # driver opening over its open level at which the lids start to close
 CLOSED_RATIO = 0.65  # ... and at which they are closed
+WIDE_RATIO = 1.05  # above this the lids open wider, at the same rate ...
+MAX_WIDEN = 0.3  # ... by at most this share of the lid gap
 HISTORY = 250  # driver faces (10 s at 25 fps) whose median opening is its open level
 # The skin above the upper lid that follows it down: this share of the way from the lid to the
 # brow's lower edge (the brow itself stays), within these bounds (half eye widths).
@@ -71,9 +80,10 @@ def interpolate(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Te
 
 def close_lids(images: torch.Tensor, points: torch.Tensor, closure: torch.Tensor) -> torch.Tensor:
     """`images` (B, C, S, S) with each face's upper lids closed by `closure` (B,) in [0, 1] of the lid
-    gap (1: shut; module doc, step 3); `points` (B, 468, 2) its mesh in pixels of `images`."""
-    closure = closure.to(images.device, torch.float32).clamp(0, 1)
-    if not bool((closure > 0).any()):
+    gap (1: shut; module doc, step 3), or raised where it is negative (down to `-MAX_WIDEN`, step 4);
+    `points` (B, 468, 2) its mesh in pixels of `images`."""
+    closure = closure.to(images.device, torch.float32).clamp(-MAX_WIDEN, 1)
+    if not bool((closure != 0).any()):
         return images
     out = images.clone()
     side = images.shape[-1]
@@ -108,8 +118,12 @@ def close_lids(images: torch.Tensor, points: torch.Tensor, closure: torch.Tensor
         gap = (bottom - top).clamp_min(0) * (u.abs() < 1)
         edge = top + closure[:, None] * gap  # the upper lid's new edge
         start = top - band
-        moving = (v >= start) & (v < edge) & (gap > 0) & (closure[:, None] > 0)
-        source_v = torch.where(moving, start + (v - start) * band / (edge - start).clamp_min(1e-6), v)
+        skin = (v >= start) & (v < edge) & (gap > 0) & (closure[:, None] != 0)
+        source_v = torch.where(skin, start + (v - start) * band / (edge - start).clamp_min(1e-6), v)
+        # widening: the eye between the raised edge and the lower lid stretches to fill the gap
+        eye = (v >= edge) & (v < bottom) & (gap > 0) & (closure[:, None] < 0)
+        source_v = torch.where(eye, top + (v - edge) * (bottom - top) / (bottom - edge).clamp_min(1e-6), source_v)
+        moving = skin | eye
         moved = pixels + ((source_v - v) * half[:, None])[..., None] * ey[:, None] + centre[:, None]
         grid = (2 * moved / side - 1).view(-1, y1 - y0, x1 - x0, 2)
         sampled = F.grid_sample(out.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
@@ -126,7 +140,7 @@ class BlinkTransfer:
         self.openings: deque[float] = deque(maxlen=HISTORY)
 
     def closures(self, points: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
-        """(N,) closures in [0, 1] of driver faces in order: their mesh points (N, 468, 2) and
+        """(N,) closures in [-MAX_WIDEN, 1] of driver faces in order: their mesh points (N, 468, 2) and
         whether the mesh saw a face (N,) (an unseen face closes nothing and is not counted)."""
         left, right = eye_opening(points)
         opening = ((left + right) / 2).cpu().numpy()
@@ -138,4 +152,6 @@ class BlinkTransfer:
             self.openings.append(float(opening[i]))
             ratio = opening[i] / max(float(np.median(self.openings)), 1e-6)
             closures[i] = np.clip((OPEN_RATIO - ratio) / (OPEN_RATIO - CLOSED_RATIO), 0.0, 1.0)
+            if ratio > WIDE_RATIO:
+                closures[i] = -min((ratio - WIDE_RATIO) / (OPEN_RATIO - CLOSED_RATIO), MAX_WIDEN)
         return torch.from_numpy(closures)

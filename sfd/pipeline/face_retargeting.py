@@ -32,7 +32,8 @@ def tracked_points(mesh, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 
 class FaceRetargeting:
     """One clip's retargeting: `start` with the reference faces, then call with each batch of driver
-    faces and the faces shown for them. `blinks`: close the lids where the driver's close;
+    faces and the faces shown for them. `blinks`: close the lids where the driver's close (and
+    widen them where the driver's open wider than usual);
     `mouth_strength`: open and close the mouth as the driver's does, times this (0: not at all); `head`:
     move the head as the driver's moved since its reference face."""
 
@@ -72,7 +73,7 @@ class FaceRetargeting:
             return shown
         driver_points, driver_seen = tracked_points(self.mesh, driver_faces)
         closure = self.blinks.closures(driver_points, driver_seen) if self.blinks is not None else None
-        if self.mouth is None and self.pose is None and not bool((closure > 0).any()):
+        if self.mouth is None and self.pose is None and not bool((closure != 0).any()):
             return shown
         points, seen = tracked_points(self.mesh, faces)
         if self.mouth is not None:
