@@ -269,10 +269,10 @@ class AppHandlers:
             match_amplitude: multiply that strength by the gain that makes this portrait's mouth move as
                 widely, for its face's size, as the driver's does (measured on the driver's first two
                 seconds); weights without a direction atlas animate without it.
-            blinks: close the portrait's eyelids where the driver's close (an image warp after the
-                model, whose motion has no blink).
-            mouth: open the portrait's mouth, for its face's size, as far as the driver's opened, where
-                the model draws it less open (an image warp after the model).
+            blinks: close the portrait's eyelids where the driver's close, and widen them where the
+                driver's open wider than usual (an image warp after the model, whose motion has no blink).
+            mouth: open or close the portrait's mouth, for its face's size, as far as the driver's
+                opened, where the model draws it less or more open (an image warp after the model).
             head: move the portrait's head in the image by what the model left out of the driver's
                 turns, shifts and zoom since its first frame (an image warp after the model; relative
                 motion only).

@@ -495,11 +495,12 @@ class SFDPipeline:
         `match_amplitude` (needs `atlas`) multiplies that strength by the gain that makes this
         source's mouth move as widely, for its face's size, as the driver's over its first
         `CALIBRATION_FRAMES` faces (`sfd.pipeline.amplitude`); the result says what was used.
-        `blinks` (default on) closes the portrait's eyelids where the driver's close, by an image
-        warp after the model, whose motion has no blink (`sfd.pipeline.blink_transfer`); `mouth`
-        (default on) opens the portrait's mouth, for its face's size, as far as the driver's opened
-        since its first face, or since a shut mouth where that face was caught mid-word (times
-        `expression_strength`), where the model drew it less open (`sfd.pipeline.mouth_transfer`);
+        `blinks` (default on) closes the portrait's eyelids where the driver's close, and widens them
+        where the driver's open wider than usual, by an image warp after the model, whose motion has
+        no blink (`sfd.pipeline.blink_transfer`); `mouth` (default on) opens the portrait's mouth, for
+        its face's size, as far as the driver's opened since its first face, or since a shut mouth
+        where that face was caught mid-word (times `expression_strength`), where the model drew it
+        less open, and closes it where the model drew it more open (`sfd.pipeline.mouth_transfer`);
         `head` (default on, relative motion only) moves the portrait's head in the image by what the
         model left out of the driver's head motion since its first face: tilt and shift, the shift
         for the portrait's face's size (`sfd.pipeline.pose_transfer`). With `side_by_side_path`, a
