@@ -151,7 +151,8 @@ class BlinkTransfer:
                 continue
             self.openings.append(float(opening[i]))
             ratio = opening[i] / max(float(np.median(self.openings)), 1e-6)
-            closures[i] = np.clip((OPEN_RATIO - ratio) / (OPEN_RATIO - CLOSED_RATIO), 0.0, 1.0)
-            if ratio > WIDE_RATIO:
+            if ratio > WIDE_RATIO:  # wider than usual: a negative closure (module doc, step 4)
                 closures[i] = -min((ratio - WIDE_RATIO) / (OPEN_RATIO - CLOSED_RATIO), MAX_WIDEN)
+            else:
+                closures[i] = np.clip((OPEN_RATIO - ratio) / (OPEN_RATIO - CLOSED_RATIO), 0.0, 1.0)
         return torch.from_numpy(closures)

@@ -84,9 +84,10 @@ def open_mouth(images: torch.Tensor, points: torch.Tensor, extra: torch.Tensor) 
     upper, lower = frame(points[:, UPPER_INNER]), frame(points[:, LOWER_INNER])
     chin = frame(points[:, [CHIN]])[1]  # (B, 1)
     rise = extra[:, None] / half[:, None]  # the opening at the middle, in half widths
-    upper_middle, lower_middle = interpolate(torch.zeros_like(chin), *upper), interpolate(torch.zeros_like(chin), *lower)
+    at_middle = torch.zeros_like(chin)
+    upper_middle, lower_middle = interpolate(at_middle, *upper), interpolate(at_middle, *lower)
     lips_middle = (upper_middle + lower_middle) / 2
-    rise = torch.maximum(rise, -CLOSE_SHARE * (lower_middle - upper_middle).clamp_min(0))
+    rise = torch.maximum(rise, -CLOSE_SHARE * (lower_middle - upper_middle).clamp_min(0))  # lips never cross
     neck = torch.maximum(NECK_SHARE * (chin - lips_middle), 3 * rise)
     # the region that can move: the jaw's width, from the upper inner lip to below the neck band
     reach_u = JAW_WIDTH * half
@@ -155,9 +156,8 @@ class MouthTransfer:
         if self.driver_zero is None or self.shown_zero is None or self.strength <= 0:
             return torch.zeros(len(shown_points))
         target = (self.shown_zero + self.strength * (mouth_opening(driver_points) - self.driver_zero)).clamp_min(0)
-        # the gap between target and drawn opening, less the mesh's jitter: > 0 opens, < 0 closes
+        # target less drawn opening, shrunk by the mesh's jitter: > 0 opens, < 0 closes
         missing = target - mouth_opening(shown_points)
-        missing = torch.where(missing > 0, (missing - DEAD_ZONE).clamp(0, MAX_OPENING),
-                              (missing + DEAD_ZONE).clamp(-MAX_OPENING, 0))
+        missing = missing.sign() * (missing.abs() - DEAD_ZONE).clamp(0, MAX_OPENING)
         missing = torch.where(driver_seen & shown_seen & torch.isfinite(missing), missing, torch.zeros_like(missing))
         return missing * inter_ocular(shown_points)
