@@ -1,6 +1,6 @@
 """End-to-end pipeline: memory against driver length, and frames per second against the model alone.
 
-    python benchmarks/bench_pipeline.py [--faces ../shared/data/faces]
+    python benchmarks/bench_pipeline.py [--faces ../shared/data/faces] [--mesh-only]
 
 1. Peak resident memory of `SFDPipeline.animate` (tiny preset; each run in a fresh process) on a
    10-second and a 60-second driver made by looping a shared clip: streaming means the long one
@@ -12,6 +12,10 @@
    without head-pose transfer, then without mouth transfer either, then without blink transfer
    either (the face mesh on every driving face, and on every output face for the mouth and the
    head, on those whose driver's eyes close for the blinks).
+3. Reading a clip's faces with the face mesh, as the retargeting does, two streams (the driver's
+   256 px crops, and the same faces at 128 px standing in for the faces shown): tracked (each face
+   framed on the previous face's points, one pass, a frame's two faces in one batch) beside each
+   face framed afresh (a pass on the whole crop, then one on its points, batches of 8).
 Random weights: speed and memory do not depend on what the weights are.
 """
 
@@ -87,6 +91,7 @@ def main() -> None:
     parser.add_argument("--child", nargs=8,
                         metavar=("PRESET", "SOURCE", "DRIVING", "OUTPUT", "MODEL_ONLY", "DETAIL", "DRIVER_BOX",
                                  "RETARGETING"))
+    parser.add_argument("--mesh-only", action="store_true", help="only section 3 (the face mesh's reading)")
     args = parser.parse_args()
     if args.child:
         preset, source, driving, output, model_only, detail, driver_box, retargeting = args.child
@@ -94,6 +99,8 @@ def main() -> None:
         return
     source = str(args.faces / "liveportrait" / "source" / "s0.jpg")
     clip = args.faces / "liveportrait" / "driving" / "d3.mp4"
+    if args.mesh_only:
+        return mesh_reading(clip)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         short = loop_clip(clip, tmp / "short.mp4", 10)
@@ -130,6 +137,47 @@ def main() -> None:
               f"{shipped / fps['tiny', '1', 'fixed', 'blinks']:.2f}")
         print(f"  tiny end to end, with / without blink, mouth and head transfer: "
               f"{shipped / fps['tiny', '1', 'fixed', 'none']:.2f}")
+        mesh_reading(clip4)
+
+
+def mesh_reading(clip: Path, repeats: int = 3) -> None:
+    """Section 3 of the module doc: frames per second of both readings, alternated `repeats` times."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    sys.path.insert(0, str(HERE.parents[1]))
+    from sfd import SFDModel, SFDPipeline
+    from sfd.face import crop
+    from sfd.face.tracker import find_first_face
+    from sfd.media import read_video
+    from sfd.pipeline.face_retargeting import DRIVER_SIDE, MeshStreams, tracked_points
+    from sfd.semantics.face_measures import face_mesh
+
+    frames = read_video(clip, max_frames=120)[0]
+    first = find_first_face(SFDPipeline(SFDModel.from_preset("tiny"))._detector(), iter(frames), 2.0, 0.0, 0.0)
+    faces = torch.from_numpy(np.stack([crop(f, first.box, DRIVER_SIDE) for f in frames]))
+    faces = faces.permute(0, 3, 1, 2).float() / 127.5 - 1
+    shown = F.interpolate(faces, size=(128, 128), mode="area")
+    mesh = face_mesh("cpu")
+    seconds = {"afresh": 0.0, "tracked": 0.0}
+
+    def afresh(driver, faces):
+        tracked_points(mesh, driver)
+        tracked_points(mesh, faces)
+
+    with torch.no_grad():
+        for _ in range(repeats):  # alternated, so that a busy machine slows both alike
+            streams = MeshStreams(mesh)
+            for name, read in (("afresh", afresh), ("tracked", lambda driver, faces: streams(driver=driver, shown=faces))):
+                start = time.perf_counter()
+                for i in range(0, len(faces), 8):
+                    read(faces[i:i + 8], shown[i:i + 8])
+                seconds[name] += time.perf_counter() - start
+    print(f"reading {len(faces)} frames' faces with the face mesh (a driver's and a shown face each):")
+    print(f"  each face framed afresh (two passes)     {repeats * len(faces) / seconds['afresh']:.1f} frames/s")
+    print(f"  tracked streams (one pass a face)        {repeats * len(faces) / seconds['tracked']:.1f} frames/s")
+    print(f"  tracked / afresh frames per second: {seconds['afresh'] / seconds['tracked']:.2f}")
 
 
 if __name__ == "__main__":

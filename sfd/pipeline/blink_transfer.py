@@ -9,10 +9,11 @@ image, after the model, as explicit eye retargeting (LivePortrait does it on key
 Per frame:
 
 1. The driver's eye opening from MediaPipe's face mesh (`face_mesh_regions.eye_opening`, both eyes'
-   mean) on its face crop, framed as MediaPipe tracks a face (a first pass on the whole crop, then
-   the crop re-framed and levelled on those points): that framing follows dlib's eye aspect ratio
-   on the test clips at r 0.73-0.95, the whole crop alone at 0.35-0.89. The mesh reads a closed
-   eye as about 0.65 of the open one (dlib: 0.3-0.5), so:
+   mean) on its face crop, framed as MediaPipe tracks a face (the crop re-framed and levelled on
+   the points of the previous face, or of a first pass on the whole crop; `face_retargeting`):
+   that framing follows dlib's eye aspect ratio on the test clips at r 0.73-0.95, the whole crop
+   alone at 0.35-0.89. The mesh reads a closed eye as about 0.65 of the open one (dlib: 0.3-0.5),
+   so:
 2. the closure is `(OPEN_RATIO - ratio) / (OPEN_RATIO - CLOSED_RATIO)` clipped to [0, 1], where
    the ratio is the opening over the driver's open level: the median of its last `HISTORY` faces
    (blinks are short). Ratios at or above `OPEN_RATIO` (1: the open level itself) close nothing;

@@ -3,22 +3,31 @@ the face mesh on the driver's face and moved into the face as drawn by image war
 (`blink_transfer`, `mouth_transfer`, `pose_transfer`). One mesh reading of each driver face and of
 each shown face serves all three.
 
-Faces are read as MediaPipe tracks them (`tracked_points`): a mesh pass on the whole aligned
-crop, then one on the box and angle of those points. On the test drivers that framing follows
-dlib's eye opening at r 0.73-0.95, the whole crop alone at 0.35-0.89.
+Faces are read as MediaPipe reads a video (`MeshStreams`): the driver's faces and the faces shown
+for them are two streams, each face read in one mesh pass on the box and angle of the previous
+face's points in its stream (a frame's two faces in one batch); the first face, or one the mesh
+lost, in two, the first on the whole aligned crop (`tracked_points`); a face that has not changed
+keeps the points of the face last read. On the test drivers that framing follows dlib's eye
+opening at r 0.73-0.95, the whole crop alone at 0.35-0.89. Against framing every face afresh (two
+passes each), the streams halve the mesh passes, and their steadier points raised the same
+person's mouth r from 0.66 to 0.70 and the eyes r on other people's stills from 0.31 to 0.36
+(docs/experiments.md).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
-from ..pretrained.face_mesh import rois_from_points
+from ..pretrained.face_mesh import crop_images, mesh_crop_transforms, points_to_image, rois_from_points
 from .blink_transfer import BlinkTransfer, close_lids
 from .mouth_transfer import MouthTransfer, open_mouth
 from .pose_transfer import PoseTransfer
 
 DRIVER_SIDE = 256  # the driver's face crops are read at this side
 MIN_PRESENCE = 0.5  # the mesh's face presence under which a face counts as not seen
+SAME_FACE = 1 / 255  # a face within half a grey level ([-1, 1] units) of the face last read is that face
 
 
 def tracked_points(mesh, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -28,6 +37,50 @@ def tracked_points(mesh, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     boxes, angles = rois_from_points(first.points)
     found = mesh.detect(faces.float(), boxes, angles, passes=1)
     return found.points[..., :2], found.presence > MIN_PRESENCE
+
+
+class MeshStreams:
+    """A clip's streams of faces (its driver faces, the faces shown for them), each read in order as
+    MediaPipe reads a video: a face is framed on the box and angle of the previous face's points
+    in its stream, one mesh pass, the streams' faces of one frame in one batch; the first face of
+    a stream, and a face the mesh loses, are read as `tracked_points` reads them (two passes). A
+    face that has not changed since the face last read keeps that face's points (a still driver,
+    or a repeated frame, then moves nothing)."""
+
+    def __init__(self, mesh, names: Sequence[str] = ("driver", "shown")):
+        self.mesh = mesh
+        # per stream: the face last read (1, 3, S, S) and its points (1, 468, 2), or None
+        self.last: dict[str, tuple[torch.Tensor, torch.Tensor] | None] = dict.fromkeys(names)
+
+    def __call__(self, **faces: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Points (B, 468, 2) in each face's pixels and whether a face was seen (B,), per stream
+        named; every stream's faces (B, 3, S, S) in [-1, 1] (S may differ between streams)."""
+        read: dict[str, tuple[list, list]] = {name: ([], []) for name in faces}
+        for i in range(len(next(iter(faces.values())))):
+            frame = {name: stream[i:i + 1].float() for name, stream in faces.items()}
+            unchanged = {name for name, face in frame.items() if self._unchanged(name, face)}
+            found = {name: (self.last[name][1], torch.ones(1, dtype=torch.bool, device=frame[name].device))
+                     for name in unchanged}
+            framed = [name for name in frame if name not in found and self.last[name] is not None]
+            if framed:
+                transforms = [mesh_crop_transforms(*rois_from_points(self.last[name][1])) for name in framed]
+                out = self.mesh(torch.cat([crop_images(frame[name], t) for name, t in zip(framed, transforms)]))
+                for j, (name, t) in enumerate(zip(framed, transforms)):
+                    found[name] = (points_to_image(out.points[j:j + 1], t)[..., :2], out.presence[j:j + 1] > MIN_PRESENCE)
+            for name, face in frame.items():
+                if name not in found or not bool(found[name][1][0]):
+                    found[name] = tracked_points(self.mesh, face)
+                points, seen = found[name]
+                if name not in unchanged:  # the face last read stays the one compared with
+                    self.last[name] = (face, points) if bool(seen[0]) else None
+                read[name][0].append(points)
+                read[name][1].append(seen)
+        return {name: (torch.cat(points), torch.cat(seen)) for name, (points, seen) in read.items()}
+
+    def _unchanged(self, name: str, face: torch.Tensor) -> bool:
+        last = self.last[name]
+        return (last is not None and last[0].shape == face.shape
+                and float((face - last[0]).abs().max()) <= SAME_FACE)
 
 
 class FaceRetargeting:
@@ -42,6 +95,7 @@ class FaceRetargeting:
         self.blinks = BlinkTransfer() if blinks else None
         self.mouth = MouthTransfer(mouth_strength) if mouth_strength > 0 else None
         self.pose = PoseTransfer() if head else None
+        self.streams = MeshStreams(mesh)
 
     @property
     def active(self) -> bool:
@@ -60,6 +114,7 @@ class FaceRetargeting:
             driver, driver_seen = tracked_points(self.mesh, driver_face)
             shown, shown_seen = tracked_points(self.mesh, shown_face)
             if bool(driver_seen[0]) and bool(shown_seen[0]):
+                self.streams.last.update(driver=(driver_face.float(), driver), shown=(shown_face.float(), shown))
                 for transfer in (self.mouth, self.pose):
                     if transfer is not None:
                         transfer.start(driver, shown)
@@ -71,11 +126,17 @@ class FaceRetargeting:
         shown = [faces, *more]
         if not self.active:
             return shown
-        driver_points, driver_seen = tracked_points(self.mesh, driver_faces)
-        closure = self.blinks.closures(driver_points, driver_seen) if self.blinks is not None else None
-        if self.mouth is None and self.pose is None and not bool((closure != 0).any()):
-            return shown
-        points, seen = tracked_points(self.mesh, faces)
+        if self.mouth is None and self.pose is None:  # the faces shown are read only where the lids move
+            driver_points, driver_seen = self.streams(driver=driver_faces)["driver"]
+            closure = self.blinks.closures(driver_points, driver_seen)
+            if not bool((closure != 0).any()):
+                self.streams.last["shown"] = None  # these faces go unread: the next ones are found afresh
+                return shown
+            points, seen = self.streams(shown=faces)["shown"]
+        else:
+            read = self.streams(driver=driver_faces, shown=faces)
+            (driver_points, driver_seen), (points, seen) = read["driver"], read["shown"]
+            closure = self.blinks.closures(driver_points, driver_seen) if self.blinks is not None else None
         if self.mouth is not None:
             extra = self.mouth.shortfall(driver_points, driver_seen, points, seen)
             shown = [open_mouth(x, points * (x.shape[-1] / faces.shape[-1]), extra * (x.shape[-1] / faces.shape[-1]))
