@@ -10,7 +10,7 @@ lost, in two, the first on the whole aligned crop (`tracked_points`); a face tha
 keeps the points of the face last read. On the test drivers that framing follows dlib's eye
 opening at r 0.73-0.95, the whole crop alone at 0.35-0.89. Against framing every face afresh (two
 passes each), the streams halve the mesh passes, and their steadier points raised the same
-person's mouth r from 0.66 to 0.70 and the eyes r on other people's stills from 0.31 to 0.36
+person's mouth r from 0.66 to 0.70 and the eyes r on other people's stills from 0.31 to 0.35
 (docs/experiments.md).
 """
 
