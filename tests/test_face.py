@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -341,18 +340,17 @@ def test_grayscale_crop_and_paste():
     assert single.shape == (120, 160, 1)
 
 
-def test_paste_back_is_fast_enough_for_video():
+def test_paste_back_on_a_large_frame_touches_only_the_box():
+    """Paste-back works on the box's square alone (what keeps it cheap on a 720p frame, whose
+    speed `benchmarks/bench_pipeline.py` measures): every pixel outside it keeps its value."""
     frame = landscape(720, 1280)
     box = CropBox(640.0, 330.0, 420.0)
-    animated = crop(frame, box, 256)
-    paste_back(frame, animated, box)
-    times = []
-    for _ in range(10):
-        t = time.perf_counter()
-        paste_back(frame, animated, box)
-        times.append(time.perf_counter() - t)
-    # A few ms on an idle 2-core CPU; the bound leaves room for a busy machine.
-    assert np.median(times) < 0.05
+    out = paste_back(frame, 255 - crop(frame, box, 256), box)
+    inside = np.zeros(frame.shape[:2], bool)
+    inside[int(box.cy - box.side / 2) - 1:int(box.cy + box.side / 2) + 2,
+           int(box.cx - box.side / 2) - 1:int(box.cx + box.side / 2) + 2] = True
+    assert np.array_equal(out[~inside], frame[~inside])
+    assert (out[inside] != frame[inside]).mean() > 0.5
 
 
 # --------------------------------------------------------------------------- RetinaFace weights
