@@ -147,15 +147,14 @@ def mesh_reading(clip: Path, repeats: int = 3) -> None:
     import torch.nn.functional as F
 
     sys.path.insert(0, str(HERE.parents[1]))
-    from sfd import SFDModel, SFDPipeline
-    from sfd.face import crop
+    from sfd.face import crop, load_face_detector
     from sfd.face.tracker import find_first_face
     from sfd.media import read_video
     from sfd.pipeline.face_retargeting import DRIVER_SIDE, MeshStreams, tracked_points
     from sfd.semantics.face_measures import face_mesh
 
     frames = read_video(clip, max_frames=120)[0]
-    first = find_first_face(SFDPipeline(SFDModel.from_preset("tiny"))._detector(), iter(frames), 2.0, 0.0, 0.0)
+    first = find_first_face(load_face_detector(), iter(frames), 2.0, 0.0, 0.0)
     faces = torch.from_numpy(np.stack([crop(f, first.box, DRIVER_SIDE) for f in frames]))
     faces = faces.permute(0, 3, 1, 2).float() / 127.5 - 1
     shown = F.interpolate(faces, size=(128, 128), mode="area")

@@ -11,10 +11,6 @@ import pytest
 from sfd.errors import NoFaceError
 from sfd.face import BoxSmoother, CropBox, Face, FaceDetector, FaceTracker, HaarCascadeDetector
 
-from conftest import FACES
-
-needs_faces = pytest.mark.skipif(not FACES.is_dir(), reason=f"shared face set not found at {FACES}")
-
 
 def _noisy_track(n=120, side=300.0, jitter=0.02, seed=0):
     """A still head that moves right by 0.6 side over frames 60-75; boxes with detector jitter."""
@@ -141,9 +137,8 @@ def test_tracker_without_a_face_in_the_first_frame():
     assert tracker(np.zeros((64, 64, 3), np.uint8)).side > 0  # found on the next frame
 
 
-@needs_faces
-def test_tracker_on_a_real_clip_gives_steadier_boxes_than_raw_detections():
-    cap = cv2.VideoCapture(str(FACES / "liveportrait/driving/d3.mp4"))
+def test_tracker_on_a_real_clip_gives_steadier_boxes_than_raw_detections(faces_dir):
+    cap = cv2.VideoCapture(str(faces_dir / "liveportrait/driving/d3.mp4"))
     frames = []
     while len(frames) < 40:
         ok, frame = cap.read()

@@ -50,7 +50,11 @@ class MeshStreams:
     def __init__(self, mesh, names: Sequence[str] = ("driver", "shown")):
         self.mesh = mesh
         # per stream: the face last read (1, 3, S, S) and its points (1, 468, 2), or None
-        self.last: dict[str, tuple[torch.Tensor, torch.Tensor] | None] = dict.fromkeys(names)
+        self._last: dict[str, tuple[torch.Tensor, torch.Tensor] | None] = dict.fromkeys(names)
+
+    def restart(self, name: str) -> None:
+        """The stream's next face is read afresh (the faces before it went unread)."""
+        self._last[name] = None
 
     def __call__(self, **faces: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Points (B, 468, 2) in each face's pixels and whether a face was seen (B,), per stream
@@ -59,11 +63,11 @@ class MeshStreams:
         for i in range(len(next(iter(faces.values())))):
             frame = {name: stream[i:i + 1].float() for name, stream in faces.items()}
             unchanged = {name for name, face in frame.items() if self._unchanged(name, face)}
-            found = {name: (self.last[name][1], torch.ones(1, dtype=torch.bool, device=frame[name].device))
+            found = {name: (self._last[name][1], torch.ones(1, dtype=torch.bool, device=frame[name].device))
                      for name in unchanged}
-            framed = [name for name in frame if name not in found and self.last[name] is not None]
+            framed = [name for name in frame if name not in found and self._last[name] is not None]
             if framed:
-                transforms = [mesh_crop_transforms(*rois_from_points(self.last[name][1])) for name in framed]
+                transforms = [mesh_crop_transforms(*rois_from_points(self._last[name][1])) for name in framed]
                 out = self.mesh(torch.cat([crop_images(frame[name], t) for name, t in zip(framed, transforms)]))
                 for j, (name, t) in enumerate(zip(framed, transforms)):
                     found[name] = (points_to_image(out.points[j:j + 1], t)[..., :2], out.presence[j:j + 1] > MIN_PRESENCE)
@@ -72,13 +76,13 @@ class MeshStreams:
                     found[name] = tracked_points(self.mesh, face)
                 points, seen = found[name]
                 if name not in unchanged:  # the face last read stays the one compared with
-                    self.last[name] = (face, points) if bool(seen[0]) else None
+                    self._last[name] = (face, points) if bool(seen[0]) else None
                 read[name][0].append(points)
                 read[name][1].append(seen)
         return {name: (torch.cat(points), torch.cat(seen)) for name, (points, seen) in read.items()}
 
     def _unchanged(self, name: str, face: torch.Tensor) -> bool:
-        last = self.last[name]
+        last = self._last[name]
         return (last is not None and last[0].shape == face.shape
                 and float((face - last[0]).abs().max()) <= SAME_FACE)
 
@@ -111,10 +115,9 @@ class FaceRetargeting:
         """The driver's reference face (1, 3, S, S) and the face shown at its motion, in [-1, 1]; where
         the mesh does not see both, neither mouth nor head is moved in this clip."""
         if self.needs_reference:
-            driver, driver_seen = tracked_points(self.mesh, driver_face)
-            shown, shown_seen = tracked_points(self.mesh, shown_face)
+            read = self.streams(driver=driver_face, shown=shown_face)  # each stream's first face
+            (driver, driver_seen), (shown, shown_seen) = read["driver"], read["shown"]
             if bool(driver_seen[0]) and bool(shown_seen[0]):
-                self.streams.last.update(driver=(driver_face.float(), driver), shown=(shown_face.float(), shown))
                 for transfer in (self.mouth, self.pose):
                     if transfer is not None:
                         transfer.start(driver, shown)
@@ -130,7 +133,7 @@ class FaceRetargeting:
             driver_points, driver_seen = self.streams(driver=driver_faces)["driver"]
             closure = self.blinks.closures(driver_points, driver_seen)
             if not bool((closure != 0).any()):
-                self.streams.last["shown"] = None  # these faces go unread: the next ones are found afresh
+                self.streams.restart("shown")  # these faces go unread
                 return shown
             points, seen = self.streams(shown=faces)["shown"]
         else:
