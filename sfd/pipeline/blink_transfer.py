@@ -33,7 +33,7 @@ Per frame:
    squeezes, and the eye between the new edge and the lower lid stretches to fill the gap. A
    source caught with its eyes half shut (its driver's first frame) then opens them where its
    driver does: on the same person the eyes r of the test clips rose from 0.29 to 0.32 (0.43 to
-   0.45 on the clips that blink; docs/experiments.md).
+   0.45 on the clips that blink; docs/retargeting.md).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ keeps the points of the face last read. On the test drivers that framing follows
 opening at r 0.73-0.95, the whole crop alone at 0.35-0.89. Against framing every face afresh (two
 passes each), the streams halve the mesh passes, and their steadier points raised the same
 person's mouth r from 0.66 to 0.70 and the eyes r on other people's stills from 0.31 to 0.35
-(docs/experiments.md).
+(docs/retargeting.md).
 """
 
 from __future__ import annotations

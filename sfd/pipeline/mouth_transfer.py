@@ -28,7 +28,7 @@ does it on keypoints):
    (its motion ties some opening to the head and brows): on a test clip driving one still, the
    output's mouth followed the driver's at r 0.16 with opening only, 0.78 both ways. Over 92
    pairs of test clips and stills of other people (90 frames), mouth r 0.555 to 0.594
-   (docs/experiments.md).
+   (docs/retargeting.md).
 """
 
 from __future__ import annotations
