@@ -51,6 +51,22 @@ def test_detail_moves_with_the_flow_and_follows_the_mask():
     assert torch.allclose(off, torch.nn.functional.interpolate(base, size=256, mode="bilinear"), atol=1e-6)
 
 
+def test_detail_moved_by_half_a_pixel_keeps_its_contrast():
+    # Bilinear sampling half-way between pixels averages two of them (white noise keeps 71 % of
+    # its contrast); the detail is sampled bicubically so a face moved by a fraction of a pixel
+    # stays sharp.
+    image = textured_image(256, seed=2)
+    box = CropBox.full_frame(256, 256)
+    model_crop = crop_image(image, box, 64)
+    layer = detail_layer(image, box, model_crop)
+    half_pixel = torch.zeros(1, 2, 64, 64)
+    half_pixel[:, 0] = 1 / 256  # grid units: 2 / 256 per pixel at 256 px
+    moved = add_detail(torch.zeros(1, 3, 64, 64), half_pixel, torch.ones(1, 1, 64, 64), layer)
+    inner = (..., slice(8, -8), slice(8, -8))
+    kept = float(moved[inner].std() / layer.residual[inner].std())
+    assert kept > 0.8, kept
+
+
 def test_no_detail_layer_for_faces_no_larger_than_the_model_crop():
     image = textured_image(64)
     box = CropBox.full_frame(64, 64)
@@ -68,8 +84,8 @@ def untrained_model() -> SFDModel:
 
 
 def test_an_unedited_face_is_pasted_back_with_its_own_detail(untrained_model, faces_dir):
-    # The untrained model reproduces its 64 px input; with detail transfer the paste-back gives
-    # back the portrait's own pixels, without it a blurred face.
+    # The untrained model reproduces its 64 px input roughly; with detail transfer the paste-back
+    # gives back the portrait's own pixels, without it a blurred face.
     portrait = faces_dir / "liveportrait" / "source" / "s0.jpg"
     original = load_image(portrait).astype(np.float32)
     detector = load_face_detector(None, device="cpu")
@@ -83,4 +99,6 @@ def test_an_unedited_face_is_pasted_back_with_its_own_detail(untrained_model, fa
         x1, y1 = int(source.box.x1), int(source.box.y1)
         errors[detail] = np.abs(out[y0:y1, x0:x1] - original[y0:y1, x0:x1]).mean()
     assert errors[True] < 0.5 * errors[False], errors
-    assert errors[True] < 2.0, errors  # grey levels, out of 255
+    # grey levels, out of 255: the face's box lies on pixel borders and the detail is moved
+    # bicubically, so what is left is the model's own error (1.3 before either)
+    assert errors[True] < 1.0, errors

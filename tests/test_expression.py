@@ -68,8 +68,11 @@ def test_asking_for_a_roll_rolls_each_face_and_moves_the_rest_less(face_crops, a
         assert reached * np.sign(asked) >= 0.5 * abs(asked)
         assert result.offsets[0] * np.sign(asked) > 0  # through the rotation coefficient
         spreads = {m.key: m.spread for m in FACE_MEASURES}
-        # the stub turns about the crop's centre, not the face's, and has no vertical shift to undo that
-        others = {k: abs(v) / spreads[k] for k, v in result.achieved.items() if k not in ("roll", "move_y")}
+        # the stub turns about the crop's centre, not the face's, and has no vertical shift to undo
+        # that; and the mesh reads a 64 px face resampled at a turn as smaller (audrey at -7
+        # degrees: 4 % of its oval, 1.7 spreads of zoom, as much as the roll's), which the solver
+        # cannot undo either: the stub has no zoom
+        others = {k: abs(v) / spreads[k] for k, v in result.achieved.items() if k not in ("roll", "move_y", "zoom")}
         assert max(others.values()) < abs(reached) / spreads["roll"], others
 
 

@@ -111,6 +111,15 @@ class CropBox:
         """``(x0, y0, x1, y1)``."""
         return (self.x0, self.y0, self.x1, self.y1)
 
+    def on_pixels(self) -> CropBox:
+        """The nearest box whose side is a whole number of pixels and whose corners lie on pixel
+        borders: cropped at its own side, it is the image's pixels as they are, and pasted back
+        they land where they were, with no resampling (a box a fraction of a pixel off is
+        interpolated twice, crop and paste, which blurs a face that did not move)."""
+        side = max(1, round(self.side))
+        x0, y0 = round(self.cx - side / 2), round(self.cy - side / 2)
+        return CropBox(x0 + side / 2, y0 + side / 2, float(side))
+
     def as_array(self) -> np.ndarray:
         """``[cx, cy, side]`` as float64 (for smoothing and statistics)."""
         return np.array([self.cx, self.cy, self.side], dtype=np.float64)

@@ -6,6 +6,13 @@ blurred. The source crop's fine detail, i.e. the crop at paste resolution minus 
 crop upsampled, is moved with the generator's final flow and added back where the output is a
 warp of the source image (the generator's image blend mask). A driver that does not move
 therefore gives back the source's own pixels, and a moving face keeps its texture.
+
+Two things keep that detail sharp. The source's crop box lies on pixel borders
+(`CropBox.on_pixels`), so the detail is cut out of the photo and pasted back into it as it is,
+not interpolated twice at a fraction of a pixel. And the detail is resampled bicubically: the
+flow moves it by fractions of a pixel, where bilinear weights average neighbouring pixels (white
+noise moved by half a pixel keeps 71 % of its contrast bilinearly, 85 % bicubically). On the test
+clips the two took LPIPS from 0.099 to 0.089 (docs/experiments.md).
 """
 
 from __future__ import annotations
@@ -77,6 +84,6 @@ def add_detail(images: torch.Tensor, flow: torch.Tensor, image_mask: torch.Tenso
     flow = _resize(flow, side)
     grid = identity_grid(side, flow.device, flow.dtype) + flow.permute(0, 2, 3, 1)
     residual = detail.residual.to(flow.device).expand(flow.shape[0], -1, -1, -1)
-    # Zero padding: no detail comes from outside the crop.
-    moved = F.grid_sample(residual, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    # Zero padding: no detail comes from outside the crop. Bicubic: see the module doc.
+    moved = F.grid_sample(residual, grid, mode="bicubic", padding_mode="zeros", align_corners=False)
     return _resize(images, side) + _resize(image_mask, side) * moved

@@ -144,6 +144,7 @@ class SFDPipeline:
             box, detector_name = CropBox.from_face(face, scale, offset_x, offset_y), detector.name
         else:
             box, detector_name = CropBox.full_frame(h, w), "none"
+        box = box.on_pixels()  # the face's detail is then cropped and pasted back without resampling
         face_crop = crop_image(pixels, box, self.size)
         with self._inference():
             descriptors = self.model.encode(self._to_tensor(face_crop[None]))
