@@ -42,11 +42,11 @@ FIGURE_CLIP=${SFD_FIGURE_CLIP:-clips/099_dpe-s.mp4}
 python -m sfd.evaluation.full_frame "$STAGE/fp16" "$CORPUS/$FIGURE_CLIP" --max-frames 96 \
     --figure docs/heldout_reenactment.png --figure-frames 24 48 72
 # Same identity on every test clip; then each clip driving 5 stills of other people (30 frames each:
-# 95 animations). The weights' own motion: without the pipeline's blink and mouth transfer.
+# 95 animations). The weights' own motion: without the pipeline's blink, mouth and head transfer.
 python -m sfd.evaluation.full_frame "$STAGE/fp16" --data "$CORPUS" --split test --max-frames 90 \
-    --no-blinks --no-mouth --json "$STAGE/full_frame.json"
+    --no-blinks --no-mouth --no-head --json "$STAGE/full_frame.json"
 python -m sfd.evaluation.full_frame "$STAGE/fp16" --data "$CORPUS" --split test --max-frames 30 \
-    --cross-stills 5 --no-blinks --no-mouth --json "$STAGE/cross.json"
+    --cross-stills 5 --no-blinks --no-mouth --no-head --json "$STAGE/cross.json"
 python -m sfd export "$STAGE/full" sfd/weights/sfd-demo64 --overwrite --fp16-only --name sfd-demo64 \
     --calibration "$STAGE/full/calibration.json" --atlas "$STAGE/full/atlas.json" \
     --eval-json "$STAGE/eval/evaluation.json" --notes weights_card/sfd-demo64/NOTES.md \
