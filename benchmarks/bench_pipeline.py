@@ -146,7 +146,6 @@ def mesh_reading(clip: Path, repeats: int = 3) -> None:
     import torch
     import torch.nn.functional as F
 
-    sys.path.insert(0, str(HERE.parents[1]))
     from sfd.face import crop, load_face_detector
     from sfd.face.tracker import find_first_face
     from sfd.media import read_video
@@ -154,7 +153,7 @@ def mesh_reading(clip: Path, repeats: int = 3) -> None:
     from sfd.semantics.face_measures import face_mesh
 
     frames = read_video(clip, max_frames=120)[0]
-    first = find_first_face(load_face_detector(), iter(frames), 2.0, 0.0, 0.0)
+    first = find_first_face(load_face_detector(), iter(frames))  # the pipeline's driver box
     faces = torch.from_numpy(np.stack([crop(f, first.box, DRIVER_SIDE) for f in frames]))
     faces = faces.permute(0, 3, 1, 2).float() / 127.5 - 1
     shown = F.interpolate(faces, size=(128, 128), mode="area")
