@@ -33,6 +33,7 @@ from sfd.face import (
     load_face_detector,
     paste_back,
 )
+from sfd.face.paste import FLOW_DEAD_ZONE, SURROUND_MARGIN, move_surroundings
 
 FACES = Path(__file__).parents[1].parent / "shared/data/faces"
 needs_faces = pytest.mark.skipif(not FACES.is_dir(), reason=f"shared face set not found at {FACES}")
@@ -279,6 +280,42 @@ def test_a_box_moved_onto_pixels_is_cropped_and_pasted_back_without_resampling()
     assert np.abs(off.astype(int) - image).mean() > 1.0  # what the alignment saves
 
 
+def test_a_crop_whose_content_moved_is_pasted_back_without_a_seam():
+    # The animated crop shows the scene moved by (9, -6) px (a head that moved took its crop's
+    # border with it). Faded in alone, two images misaligned by that overlap at the border; with
+    # the crop's flow the image around the box moves with it, and far from the box stays as it was.
+    rng = np.random.default_rng(4)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (300, 400, 3)).astype(np.float32), (0, 0), 1.5)
+    image = np.clip((image - 127.5) * 6 + 127.5, 0, 255).astype(np.uint8)  # texture a misfit shows in
+    box = CropBox(200.0, 150.0, 120.0)
+    shift = np.array([9.0, -6.0])
+    moved_crop = crop(image, CropBox(box.cx + shift[0], box.cy + shift[1], box.side), 120)
+    flow = np.broadcast_to((shift / box.side)[:, None, None], (2, 16, 16)).astype(np.float32)
+    seamless, faded = paste_back(image, moved_crop, box, flow=flow), paste_back(image, moved_crop, box)
+    # the ideal near the box: the whole image moved by the shift
+    ideal = cv2.warpAffine(image, np.float32([[1, 0, -shift[0]], [0, 1, -shift[1]]]), (400, 300),
+                           flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE).astype(int)
+    band = np.zeros((300, 400), bool)  # where the crop fades into the image, and 2 px beyond
+    band[88:212, 138:262] = True
+    band[102:198, 152:248] = False
+    err = {name: np.abs(out.astype(int) - ideal)[band].mean() for name, out in
+           (("seamless", seamless), ("faded", faded), ("untouched", image))}
+    assert err["seamless"] < 0.25 * err["faded"], err
+    assert err["seamless"] < 0.25 * err["untouched"], err
+    reach = box.side * (1 + 2 * SURROUND_MARGIN) / 2 + 1  # beyond it the image keeps its pixels
+    far = np.ones((300, 400), bool)
+    far[int(150 - reach):int(150 + reach) + 1, int(200 - reach):int(200 + reach) + 1] = False
+    assert np.array_equal(seamless[far], image[far])
+    # a motion under the dead zone (the flow's jitter) moves nothing: the plain paste-back
+    still = np.full((2, 16, 16), 0.5 * FLOW_DEAD_ZONE, np.float32)
+    assert np.array_equal(paste_back(image, moved_crop, box, flow=still), faded)
+
+
+def test_move_surroundings_checks_the_flow_shape():
+    with pytest.raises(ImageError, match=r"\(2, h, w\)"):
+        move_surroundings(np.zeros((50, 50, 3), np.uint8), CropBox(25.0, 25.0, 20.0), np.zeros((16, 16, 2)))
+
+
 @needs_faces
 def test_crop_then_paste_back_of_a_real_face():
     image = load_rgb("liveportrait/source/s12.jpg")
@@ -353,6 +390,8 @@ def test_grayscale_crop_and_paste():
     assert colour.shape == (120, 160, 3)
     single = paste_back(gray[:, :, None], c[:, :, None], box)
     assert single.shape == (120, 160, 1)
+    moved = paste_back(gray[:, :, None], c[:, :, None], box, flow=np.full((2, 4, 4), 0.05, np.float32))
+    assert moved.shape == (120, 160, 1) and not np.array_equal(moved, single)
 
 
 def test_paste_back_on_a_large_frame_touches_only_the_box():

@@ -5,6 +5,12 @@ feathered mask: 1 in the middle, falling smoothly to 0 over the outer `feather` 
 of the crop, so the animated head fades into the untouched background. Only the part of
 the image under the box is computed (the rest is copied as is), which keeps a 1280x720
 frame at a few milliseconds.
+
+A fade alone leaves a seam where the crop's content moved: a head that moves aside takes
+the neck, shoulders and hair at the crop's border with it, and the image outside stays, so
+the fade shows two necks. Given the crop's motion (`flow`), the image around the box is moved
+too (`move_surroundings`): by the crop's own motion at its border, fading to none over
+`SURROUND_MARGIN` of the side beyond it, so the body and background bend instead of breaking.
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ from sfd.errors import ImageError
 from sfd.face.crop import CropBox
 
 DEFAULT_FEATHER = 0.1
+SURROUND_MARGIN = 0.25  # the image around the box follows its border's motion over this share of its side
+FLOW_DEAD_ZONE = 0.004  # motion under this share of the side (a quarter pixel of a 64 px model) is jitter
+_MAP_STEP = 4  # the surroundings' motion is computed every this many pixels, then interpolated
 
 
 @lru_cache(maxsize=16)
@@ -46,6 +55,7 @@ def paste_back(
     box: CropBox,
     feather: float = DEFAULT_FEATHER,
     mask: np.ndarray | None = None,
+    flow: np.ndarray | None = None,
 ) -> np.ndarray:
     """Blend `crop_image` (the animated crop of `box`) into a copy of `source`.
 
@@ -57,6 +67,9 @@ def paste_back(
         feather: width of the soft edge as a fraction of the crop side.
         mask: optional extra ``size`` x ``size`` weight in crop space (float in [0, 1]
             or uint8 0-255, e.g. a face-parsing mask), multiplied with the feather.
+        flow: optional motion of the crop's content, (2, h, w) float (x, y) at any grid size:
+            where each crop point's content came from in `source`, as an offset in crop sides
+            (a backward flow). The image around the box is moved with it (`move_surroundings`).
 
     Returns:
         A new image of exactly `source`'s height and width, equal to `source` outside
@@ -77,7 +90,7 @@ def paste_back(
     if source.ndim == 3 and source.shape[2] != crop_image.shape[2]:
         raise ImageError(f"Channel counts differ: source {source.shape}, crop {crop_image.shape}.")
 
-    out = source.copy()
+    out = source.copy() if flow is None else move_surroundings(source, box, flow)
     h, w = source.shape[:2]
     size = crop_image.shape[0]
     # The image region that the box covers (whole pixels), clipped to the image.
@@ -113,4 +126,46 @@ def paste_back(
     alpha = alpha.reshape(region.shape[:2] + (1,) * (region.ndim - 2))
     region += (warped.astype(np.float32) - region) * alpha
     out[y0:y1, x0:x1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+def move_surroundings(image: np.ndarray, box: CropBox, flow: np.ndarray,
+                      margin: float = SURROUND_MARGIN) -> np.ndarray:
+    """A copy of `image` whose pixels under and around `box` are moved as `flow` says (see
+    `paste_back`): inside the box by the flow there, outside by the flow at the nearest point of
+    the box's border, fading smoothly to none `margin` box sides away. Motion under
+    `FLOW_DEAD_ZONE` is left out, so a face that barely moves keeps the image's own pixels."""
+    flow = np.asarray(flow, dtype=np.float32)
+    if flow.ndim != 3 or flow.shape[0] != 2:
+        raise ImageError(f"The crop's flow must be (2, h, w), got shape {flow.shape}.")
+    out = image.copy()
+    h, w = image.shape[:2]
+    reach = margin * box.side
+    x0, y0 = max(0, math.floor(box.x0 - reach)), max(0, math.floor(box.y0 - reach))
+    x1, y1 = min(w, math.ceil(box.x1 + reach)), min(h, math.ceil(box.y1 + reach))
+    if x1 <= x0 or y1 <= y0:
+        return out
+    # The motion on a coarse grid of the region (cell centres as cv2.resize places them), in box sides.
+    nx, ny = -(-(x1 - x0) // _MAP_STEP), -(-(y1 - y0) // _MAP_STEP)
+    u = (x0 + (np.arange(nx, dtype=np.float32) + 0.5) * (x1 - x0) / nx - box.x0) / box.side
+    v = (y0 + (np.arange(ny, dtype=np.float32) + 0.5) * (y1 - y0) / ny - box.y0) / box.side
+    u, v = np.meshgrid(u, v)
+    on_box_u, on_box_v = np.clip(u, 0, 1), np.clip(v, 0, 1)  # the nearest point of the box
+    fade = np.clip(1 - np.hypot(u - on_box_u, v - on_box_v) / max(margin, 1e-6), 0, 1)
+    fade = fade * fade * (3 - 2 * fade)
+    grid_h, grid_w = flow.shape[1:]
+    at_x, at_y = on_box_u * grid_w - 0.5, on_box_v * grid_h - 0.5
+    motion = np.stack([cv2.remap(np.ascontiguousarray(c), at_x, at_y, cv2.INTER_LINEAR,
+                                 borderMode=cv2.BORDER_REPLICATE) for c in flow])
+    length = np.hypot(motion[0], motion[1])
+    kept = np.clip(length - FLOW_DEAD_ZONE, 0, None) / np.maximum(length, 1e-12)
+    motion *= kept * fade * box.side  # in pixels
+    if not motion.any():
+        return out
+    size = (x1 - x0, y1 - y0)
+    map_x = cv2.resize(motion[0], size, interpolation=cv2.INTER_LINEAR) + np.arange(x0, x1, dtype=np.float32)
+    map_y = cv2.resize(motion[1], size, interpolation=cv2.INTER_LINEAR) + np.arange(y0, y1, dtype=np.float32)[:, None]
+    # Bicubic: the moved image stays as sharp as it was (a fraction-of-a-pixel move blurs bilinearly).
+    moved = cv2.remap(image, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    out[y0:y1, x0:x1] = moved.reshape(out[y0:y1, x0:x1].shape)  # OpenCV drops a single channel axis
     return out

@@ -53,6 +53,11 @@ def _check_driver_box(driver_box: str) -> None:
         raise SFDError(f"driver_box must be one of {', '.join(DRIVER_BOXES)}, got {driver_box!r}")
 
 
+def _in_crop_sides(flow: torch.Tensor) -> np.ndarray:
+    """The generator's flow (grid_sample units: 2 across the crop) in crop sides, as `paste_back` takes it."""
+    return flow.float().cpu().numpy() / 2
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -149,8 +154,13 @@ class SFDPipeline:
         with self._inference():
             descriptors = self.model.encode(self._to_tensor(face_crop[None]))
         detail = detail_layer(pixels, box, face_crop, self.device) if self.detail_transfer else None
+        rest_flow = None
+        if crop:  # the flow of the face drawn as it is: what the crop's motion is measured from
+            with self._inference():
+                latent = self.model.compose(descriptors.identity, descriptors.motion)
+                rest_flow = _in_crop_sides(self.model.generate(latent, descriptors.features, return_warp=True)[1])[0]
         return SourceFace(image=pixels, box=box, crop=face_crop, descriptors=descriptors, detector=detector_name,
-                          detail=detail)
+                          detail=detail, rest_flow=rest_flow)
 
     def descriptors(self, image, crop: bool = True) -> dict[str, np.ndarray]:
         """The identity (D - N,) and motion (N,) descriptors of the face in `image`."""
@@ -182,8 +192,8 @@ class SFDPipeline:
         motion = self._offset(desc.motion, motion_offsets, "motion")
         with self._inference():
             latent = self.model.compose(identity, motion)
-        faces, sharp = self._generate(latent, source.descriptors.features, source.detail)
-        return self._paste(source, (faces if sharp is None else sharp)[0]) if paste_back else faces[0]
+        faces, sharp, flows = self._generate(latent, source.descriptors.features, source.detail)
+        return self._paste(source, (faces if sharp is None else sharp)[0], flows[0]) if paste_back else faces[0]
 
     @staticmethod
     def _offset(coefficients: torch.Tensor, offsets: Mapping[int, float] | None, kind: str) -> torch.Tensor:
@@ -231,11 +241,15 @@ class SFDPipeline:
                     identity = self._offset(desc.identity, identity_offsets, "identity")
                     motion = self._offset(desc.motion, motion_offsets, "motion")
                     latent = self.model.compose(identity, motion)
-                # Each frame is its own source: crop, descriptors and detail.
+                    # Each frame is its own source: crop, descriptors, detail and, where there is a
+                    # picture around its face, the flow of its face unedited (what the edit moves it from).
+                    unedited = self.model.compose(desc.identity, desc.motion) if crop else None
+                    rest = None if unedited is None else self.model.generate(unedited, desc.features, return_warp=True)[1]
                 detail = detail_layers(frames, boxes, crops, self.device) if self.detail_transfer else None
-                faces, sharp = self._generate(latent, desc.features, detail)
-                writer.write(np.stack([paste_back(f, face, b) for f, face, b
-                                       in zip(frames, faces if sharp is None else sharp, boxes)]))
+                faces, sharp, flows = self._generate(latent, desc.features, detail)
+                moved = [None] * len(frames) if rest is None else flows - _in_crop_sides(rest)
+                writer.write(np.stack([paste_back(f, face, b, flow=m) for f, face, b, m
+                                       in zip(frames, faces if sharp is None else sharp, boxes, moved)]))
                 done += len(frames)
                 if progress is not None:
                     progress(done, max(info.frame_count, done))
@@ -259,24 +273,27 @@ class SFDPipeline:
         return torch.as_tensor(mapped, dtype=torch.float32, device=self.device)
 
     def _render(self, latent: torch.Tensor, features, detail: DetailLayer | None
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Model-size faces for these latents ([-1, 1]), and with a detail layer the same faces at
-        paste resolution with that detail moved into them (else None)."""
+                ) -> tuple[torch.Tensor, torch.Tensor | None, np.ndarray]:
+        """Model-size faces for these latents ([-1, 1]); with a detail layer the same faces at
+        paste resolution with that detail moved into them (else None); and the generator's
+        final flows (B, 2, h, w) in crop sides, for the paste-back."""
         with self._inference():
-            if detail is None:
-                return self.model.generate(latent, features), None
             images, flow, image_mask = self.model.generate(latent, features, return_warp=True)
-            return images, add_detail(images, flow, image_mask, detail)
+            sharp = None if detail is None else add_detail(images, flow, image_mask, detail)
+        return images, sharp, _in_crop_sides(flow)
 
     def _generate(self, latent: torch.Tensor, features, detail: DetailLayer | None
-                  ) -> tuple[np.ndarray, np.ndarray | None]:
-        """`_render`'s faces as uint8 images."""
-        images, sharp = self._render(latent, features, detail)
-        return self._to_uint8(images), None if sharp is None else self._to_uint8(sharp)
+                  ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """`_render`'s faces as uint8 images, and its flows."""
+        images, sharp, flows = self._render(latent, features, detail)
+        return self._to_uint8(images), None if sharp is None else self._to_uint8(sharp), flows
 
-    def _paste(self, source: SourceFace, face: np.ndarray) -> np.ndarray:
-        """`face`: the model-size face, or the same at paste resolution with the source's detail."""
-        return paste_back(source.image, face, source.box)
+    def _paste(self, source: SourceFace, face: np.ndarray, flow: np.ndarray) -> np.ndarray:
+        """`face`: the model-size face, or the same at paste resolution with the source's detail;
+        `flow`: its generator flow, whose change from the source's own moves the image around the
+        face with it (`paste_back`)."""
+        moved = None if source.rest_flow is None else flow - source.rest_flow
+        return paste_back(source.image, face, source.box, flow=moved)
 
     # ------------------------------------------------------------------ animation
     def _driving_tracker(self, crop_driving: bool, scale: float, offset_x: float, offset_y: float,
@@ -323,7 +340,7 @@ class SFDPipeline:
                          strength_map: torch.Tensor | None, match: AmplitudeMatch | None = None,
                          retargeting: FaceRetargeting | None = None):
         """Yields (driving frames, their crop boxes, animated model-size faces, the same faces at
-        paste resolution with the source's detail or None) per batch, from the clip's frame 0.
+        paste resolution with the source's detail or None, their flows) per batch, from the clip's frame 0.
 
         `first` is the reference of relative motion; the frames before it (no face yet) take its
         box and its motion, so they show the source as the first face poses it. `strength_map`
@@ -340,7 +357,7 @@ class SFDPipeline:
         if retargeting is not None and retargeting.needs_reference:  # no render the blinks alone do not use
             with self._inference():
                 latent = self.model.transfer_motion(source.descriptors, reference, reference if relative else None)
-            images, sharp = self._render(latent, source.descriptors.features, source.detail)
+            images, sharp, _ = self._render(latent, source.descriptors.features, source.detail)
             with torch.inference_mode():
                 retargeting.start(self._to_tensor(crop_image(first.frame, first.box, DRIVER_SIDE)[None]),
                                   (images if sharp is None else sharp).float())
@@ -400,7 +417,7 @@ class SFDPipeline:
             if strength_map is not None:
                 motion = reference + (motion - reference) @ strength_map.T
             latent = self.model.transfer_motion(source.descriptors, motion, reference if relative else None)
-        images, sharp = self._render(latent, source.descriptors.features, source.detail)
+        images, sharp, flows = self._render(latent, source.descriptors.features, source.detail)
         if retargeting is not None:
             with torch.inference_mode():  # the mesh in full precision: lids are a few pixels
                 driver = self._to_tensor(np.stack([crop_image(f, b, DRIVER_SIDE) for f, b in zip(frames, boxes)]))
@@ -408,14 +425,14 @@ class SFDPipeline:
                     (images,) = retargeting(driver, images.float())
                 else:
                     sharp, images = retargeting(driver, sharp.float(), images.float())
-        return frames, boxes, self._to_uint8(images), None if sharp is None else self._to_uint8(sharp)
+        return frames, boxes, self._to_uint8(images), None if sharp is None else self._to_uint8(sharp), flows
 
     def _matched_map(self, source: SourceFace, reference: torch.Tensor, motion: list[torch.Tensor],
                      faces: list[np.ndarray], match: AmplitudeMatch, relative: bool) -> torch.Tensor | None:
         """The strength map of `amplitude.matched_strength` on the driver's faces seen so far."""
         def render(moved: torch.Tensor) -> torch.Tensor:  # the faces as they will be shown, at MEASURE_SIDE
             latent = self.model.transfer_motion(source.descriptors, moved, reference if relative else None)
-            images, sharp = self._render(latent, source.descriptors.features, source.detail)
+            images, sharp, _ = self._render(latent, source.descriptors.features, source.detail)
             shown = images if sharp is None else sharp
             return F.interpolate(shown.float(), size=(MEASURE_SIDE, MEASURE_SIDE), mode="bilinear",
                                  antialias=True, align_corners=False).clamp(-1, 1)
@@ -464,12 +481,14 @@ class SFDPipeline:
         if first is None:
             return
         tracker = self._driving_tracker(crop_driving, scale, offset_x, offset_y, first, driver_box)
-        for _, _, faces, sharp in self._animate_batches(source, itertools.chain(held, batches), first, tracker,
-                                                        relative, smoothing, strength_map, match, retargeting):
+        for _, _, faces, sharp, flows in self._animate_batches(source, itertools.chain(held, batches), first,
+                                                               tracker, relative, smoothing, strength_map, match,
+                                                               retargeting):
             if not paste_back:
                 yield faces
             else:
-                yield np.stack([self._paste(source, f) for f in (faces if sharp is None else sharp)])
+                yield np.stack([self._paste(source, f, flow) for f, flow in zip(faces if sharp is None else sharp,
+                                                                                 flows)])
 
     def animate(self, source_image, driving_video: str | os.PathLike, output_path: str | os.PathLike, *,
                 relative: bool = True, crop: bool = True, crop_driving: bool = True, paste_back: bool = True,
@@ -531,12 +550,11 @@ class SFDPipeline:
             if side_by_side_path is not None:
                 panels = stack.enter_context(VideoWriter(side_by_side_path, info.fps, audio_source=audio,
                                                          keep_audio=keep_audio))
-            for frames, boxes, faces, sharp in self._animate_batches(source, reader, first, tracker, relative,
-                                                                     smoothing, strength_map, match,
-                                                                     self._retargeting(blinks, mouth, head, relative,
-                                                                                       expression_strength)):
-                results = (np.stack([self._paste(source, f) for f in (faces if sharp is None else sharp)])
-                           if paste_back else faces)
+            for frames, boxes, faces, sharp, flows in self._animate_batches(
+                    source, reader, first, tracker, relative, smoothing, strength_map, match,
+                    self._retargeting(blinks, mouth, head, relative, expression_strength)):
+                results = (np.stack([self._paste(source, f, flow) for f, flow
+                                     in zip(faces if sharp is None else sharp, flows)]) if paste_back else faces)
                 writer.write(results)
                 if panels is not None:
                     # Each panel framed as the result is: whole frames when pasted back, else face crops.

@@ -23,6 +23,9 @@ class SourceFace:
     detector:    which face detector found the box ("none" when cropping was off).
     detail:      the face's fine detail at paste resolution (see `detail_transfer`), or None when
                  the face is no larger than the model's crop or detail transfer is off.
+    rest_flow:   the generator's flow (2, h, w, in crop sides) of the face drawn as it is: the
+                 paste-back moves the image around an animated face by its flow's change from
+                 this (`sfd.face.paste.move_surroundings`); None when cropping was off.
     """
 
     image: np.ndarray
@@ -31,6 +34,7 @@ class SourceFace:
     descriptors: Descriptors
     detector: str
     detail: DetailLayer | None = None
+    rest_flow: np.ndarray | None = None
 
     @property
     def identity(self) -> np.ndarray:
