@@ -11,12 +11,14 @@
    a driver box that follows the face (detection every 5th frame) instead of one box per clip, and
    without head-pose transfer, then without mouth transfer either, then without blink transfer
    either (the face mesh on every driving face, and on every output face for the mouth and the
-   head, on those whose driver's eyes close for the blinks).
+   head, on those whose driver's eyes close for the blinks); and the bundled weights with and
+   without the picture around the face moved with the crop (`sfd.face.paste.move_surroundings`,
+   which random weights never call: their flow is zero).
 3. Reading a clip's faces with the face mesh, as the retargeting does, two streams (the driver's
    256 px crops, and the same faces at 128 px standing in for the faces shown): tracked (each face
    framed on the previous face's points, one pass, a frame's two faces in one batch) beside each
    face framed afresh (a pass on the whole crop, then one on its points, batches of 8).
-Random weights: speed and memory do not depend on what the weights are.
+Random weights elsewhere: the rest of the pipeline's speed and memory do not depend on what the weights are.
 """
 
 from __future__ import annotations
@@ -43,17 +45,23 @@ def loop_clip(src: Path, dst: Path, seconds: float) -> Path:
 
 
 def child(preset: str, source: str, driving: str, output: str, model_only: bool, detail: bool,
-          driver_box: str, retargeting: str) -> None:
-    """Runs in its own process; prints one JSON line."""
+          driver_box: str, retargeting: str, surroundings: bool) -> None:
+    """Runs in its own process; prints one JSON line. `preset` "bundle": the bundled weights."""
     import torch
 
     from sfd import SFDModel, SFDPipeline
+    from sfd.face import paste
     from sfd.media import probe_video, read_video
 
     torch.manual_seed(0)
-    with tempfile.TemporaryDirectory() as weights:
-        SFDModel.from_preset(preset).save_pretrained(weights)
-        pipe = SFDPipeline.from_pretrained(weights, device="cpu", detail_transfer=detail)
+    if not surroundings:  # the paste-back as before the picture around the face moved with it
+        paste.move_surroundings = lambda image, box, flow, **_: image.copy()
+    if preset == "bundle":
+        pipe = SFDPipeline.from_pretrained(device="cpu", detail_transfer=detail)
+    else:
+        with tempfile.TemporaryDirectory() as weights:
+            SFDModel.from_preset(preset).save_pretrained(weights)
+            pipe = SFDPipeline.from_pretrained(weights, device="cpu", detail_transfer=detail)
     result = {"preset": preset, "driving_seconds": probe_video(driving).duration}
     start = time.perf_counter()
     pipe.animate(source, driving, output, crop_driving=True, driver_box=driver_box,
@@ -88,14 +96,15 @@ def run_child(*args: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--faces", type=Path, default=DEFAULT_FACES)
-    parser.add_argument("--child", nargs=8,
+    parser.add_argument("--child", nargs=9,
                         metavar=("PRESET", "SOURCE", "DRIVING", "OUTPUT", "MODEL_ONLY", "DETAIL", "DRIVER_BOX",
-                                 "RETARGETING"))
+                                 "RETARGETING", "SURROUNDINGS"))
     parser.add_argument("--mesh-only", action="store_true", help="only section 3 (the face mesh's reading)")
     args = parser.parse_args()
     if args.child:
-        preset, source, driving, output, model_only, detail, driver_box, retargeting = args.child
-        child(preset, source, driving, output, model_only == "1", detail == "1", driver_box, retargeting)
+        preset, source, driving, output, model_only, detail, driver_box, retargeting, surroundings = args.child
+        child(preset, source, driving, output, model_only == "1", detail == "1", driver_box, retargeting,
+              surroundings == "1")
         return
     source = str(args.faces / "liveportrait" / "source" / "s0.jpg")
     clip = args.faces / "liveportrait" / "driving" / "d3.mp4"
@@ -109,34 +118,41 @@ def main() -> None:
         print("memory (tiny preset, crop + paste-back + audio, 512x512 driver, 600x704 source):")
         rss = {}
         for name, path in (("10 s", short), ("60 s", long)):
-            r = run_child("tiny", source, str(path), str(tmp / f"out_{name[:2]}.mp4"), "0", "1", "fixed", "all")
+            r = run_child("tiny", source, str(path), str(tmp / f"out_{name[:2]}.mp4"), "0", "1", "fixed", "all", "1")
             rss[name] = r["peak_rss_mib"]
             print(f"  {name} driver ({r['frames']} frames): peak RSS {r['peak_rss_mib']:.0f} MiB, "
                   f"{r['end_to_end_fps']:.1f} frames/s")
         print(f"  60 s / 10 s peak memory: {rss['60 s'] / rss['10 s']:.3f}")
         print("throughput (4 s driver, 120 frames):")
         fps = {}
-        for preset, detail, box, retargeting in (("tiny", "1", "fixed", "all"), ("tiny", "0", "fixed", "all"),
-                                                 ("tiny", "1", "track", "all"), ("tiny", "1", "fixed", "no head"),
-                                                 ("tiny", "1", "fixed", "blinks"),
-                                                 ("tiny", "1", "fixed", "none"), ("vox256", "1", "fixed", "all")):
-            r = run_child(preset, source, str(clip4), str(tmp / f"out_{preset}.mp4"), "1", detail, box, retargeting)
-            fps[preset, detail, box, retargeting] = r["end_to_end_fps"]
+        for preset, detail, box, retargeting, moved in (
+                ("tiny", "1", "fixed", "all", "1"), ("tiny", "0", "fixed", "all", "1"),
+                ("tiny", "1", "track", "all", "1"), ("tiny", "1", "fixed", "no head", "1"),
+                ("tiny", "1", "fixed", "blinks", "1"), ("tiny", "1", "fixed", "none", "1"),
+                ("vox256", "1", "fixed", "all", "1"), ("bundle", "1", "fixed", "all", "1"),
+                ("bundle", "1", "fixed", "all", "0")):
+            r = run_child(preset, source, str(clip4), str(tmp / f"out_{preset}.mp4"), "1", detail, box, retargeting,
+                          moved)
+            fps[preset, detail, box, retargeting, moved] = r["end_to_end_fps"]
             label = preset + ("" if detail == "1" else ", no detail transfer")
+            label += "" if moved == "1" else ", picture around the face not moved"
             label += ", tracked box" if box == "track" else ""
             label += {"all": "", "no head": ", no head transfer", "blinks": ", no mouth or head transfer",
                       "none": ", no blink, mouth or head transfer"}[retargeting]
-            print(f"  {label:<40} end to end {r['end_to_end_fps']:.2f} frames/s, model only "
+            print(f"  {label:<44} end to end {r['end_to_end_fps']:.2f} frames/s, model only "
                   f"{r['model_only_fps']:.2f} frames/s (end-to-end / model-only = "
                   f"{r['end_to_end_fps'] / r['model_only_fps']:.2f})")
-        shipped = fps["tiny", "1", "fixed", "all"]
-        print(f"  tiny end to end, with / without detail transfer: {shipped / fps['tiny', '0', 'fixed', 'all']:.2f}")
-        print(f"  tiny end to end, one driver box / tracked box: {shipped / fps['tiny', '1', 'track', 'all']:.2f}")
-        print(f"  tiny end to end, with / without head transfer: {shipped / fps['tiny', '1', 'fixed', 'no head']:.2f}")
+        shipped = fps["tiny", "1", "fixed", "all", "1"]
+        print(f"  tiny end to end, with / without detail transfer: {shipped / fps['tiny', '0', 'fixed', 'all', '1']:.2f}")
+        print(f"  tiny end to end, one driver box / tracked box: {shipped / fps['tiny', '1', 'track', 'all', '1']:.2f}")
+        print(f"  tiny end to end, with / without head transfer: "
+              f"{shipped / fps['tiny', '1', 'fixed', 'no head', '1']:.2f}")
         print(f"  tiny end to end, with / without mouth and head transfer: "
-              f"{shipped / fps['tiny', '1', 'fixed', 'blinks']:.2f}")
+              f"{shipped / fps['tiny', '1', 'fixed', 'blinks', '1']:.2f}")
         print(f"  tiny end to end, with / without blink, mouth and head transfer: "
-              f"{shipped / fps['tiny', '1', 'fixed', 'none']:.2f}")
+              f"{shipped / fps['tiny', '1', 'fixed', 'none', '1']:.2f}")
+        print(f"  the bundle end to end, with / without the picture around the face moved: "
+              f"{fps['bundle', '1', 'fixed', 'all', '1'] / fps['bundle', '1', 'fixed', 'all', '0']:.2f}")
         mesh_reading(clip4)
 
 

@@ -90,7 +90,8 @@ def paste_back(
     if source.ndim == 3 and source.shape[2] != crop_image.shape[2]:
         raise ImageError(f"Channel counts differ: source {source.shape}, crop {crop_image.shape}.")
 
-    out = source.copy() if flow is None else move_surroundings(source, box, flow)
+    # the middle of the box, where the crop is pasted whole, need not be moved
+    out = source.copy() if flow is None else move_surroundings(source, box, flow, covered=0 if mask is not None else feather)
     h, w = source.shape[:2]
     size = crop_image.shape[0]
     # The image region that the box covers (whole pixels), clipped to the image.
@@ -130,11 +131,13 @@ def paste_back(
 
 
 def move_surroundings(image: np.ndarray, box: CropBox, flow: np.ndarray,
-                      margin: float = SURROUND_MARGIN) -> np.ndarray:
+                      margin: float = SURROUND_MARGIN, covered: float = 0.0) -> np.ndarray:
     """A copy of `image` whose pixels under and around `box` are moved as `flow` says (see
     `paste_back`): inside the box by the flow there, outside by the flow at the nearest point of
     the box's border, fading smoothly to none `margin` box sides away. Motion under
-    `FLOW_DEAD_ZONE` is left out, so a face that barely moves keeps the image's own pixels."""
+    `FLOW_DEAD_ZONE` is left out, so a face that barely moves keeps the image's own pixels.
+    `covered`: the caller pastes over the box whole beyond this share of its side from its
+    border, so that middle is left as it is (the resampling is most of the cost)."""
     flow = np.asarray(flow, dtype=np.float32)
     if flow.ndim != 3 or flow.shape[0] != 2:
         raise ImageError(f"The crop's flow must be (2, h, w), got shape {flow.shape}.")
@@ -165,7 +168,20 @@ def move_surroundings(image: np.ndarray, box: CropBox, flow: np.ndarray,
     size = (x1 - x0, y1 - y0)
     map_x = cv2.resize(motion[0], size, interpolation=cv2.INTER_LINEAR) + np.arange(x0, x1, dtype=np.float32)
     map_y = cv2.resize(motion[1], size, interpolation=cv2.INTER_LINEAR) + np.arange(y0, y1, dtype=np.float32)[:, None]
-    # Bicubic: the moved image stays as sharp as it was (a fraction-of-a-pixel move blurs bilinearly).
-    moved = cv2.remap(image, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-    out[y0:y1, x0:x1] = moved.reshape(out[y0:y1, x0:x1].shape)  # OpenCV drops a single channel axis
+    # The middle left out (2 px inside the covered part, where the crop's fade is exactly 1): the
+    # ring around it is moved as four bands, above, below, left and right of it.
+    inset = covered * box.side + 2
+    mx0, my0 = max(x0, math.ceil(box.x0 + inset)), max(y0, math.ceil(box.y0 + inset))
+    mx1, my1 = min(x1, math.floor(box.x1 - inset)), min(y1, math.floor(box.y1 - inset))
+    if covered <= 0 or mx1 <= mx0 or my1 <= my0:
+        mx0 = mx1 = x0
+        my0 = my1 = y0
+    for bx0, by0, bx1, by1 in ((x0, y0, x1, my0), (x0, my1, x1, y1), (x0, my0, mx0, my1), (mx1, my0, x1, my1)):
+        if bx1 <= bx0 or by1 <= by0:
+            continue
+        band = (slice(by0 - y0, by1 - y0), slice(bx0 - x0, bx1 - x0))
+        # Bicubic: the moved image stays as sharp as it was (a fraction-of-a-pixel move blurs bilinearly).
+        moved = cv2.remap(image, np.ascontiguousarray(map_x[band]), np.ascontiguousarray(map_y[band]),
+                          cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        out[by0:by1, bx0:bx1] = moved.reshape(out[by0:by1, bx0:bx1].shape)  # OpenCV drops a single channel axis
     return out
