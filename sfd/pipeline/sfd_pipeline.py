@@ -193,7 +193,7 @@ class SFDPipeline:
         with self._inference():
             latent = self.model.compose(identity, motion)
         faces, sharp, flows = self._generate(latent, source.descriptors.features, source.detail)
-        return self._paste(source, (faces if sharp is None else sharp)[0], flows[0]) if paste_back else faces[0]
+        return self._paste(source, faces, sharp, flows)[0] if paste_back else faces[0]
 
     @staticmethod
     def _offset(coefficients: torch.Tensor, offsets: Mapping[int, float] | None, kind: str) -> torch.Tensor:
@@ -288,12 +288,14 @@ class SFDPipeline:
         images, sharp, flows = self._render(latent, features, detail)
         return self._to_uint8(images), None if sharp is None else self._to_uint8(sharp), flows
 
-    def _paste(self, source: SourceFace, face: np.ndarray, flow: np.ndarray) -> np.ndarray:
-        """`face`: the model-size face, or the same at paste resolution with the source's detail;
-        `flow`: its generator flow, whose change from the source's own moves the image around the
-        face with it (`paste_back`)."""
-        moved = None if source.rest_flow is None else flow - source.rest_flow
-        return paste_back(source.image, face, source.box, flow=moved)
+    @staticmethod
+    def _paste(source: SourceFace, faces: np.ndarray, sharp: np.ndarray | None, flows: np.ndarray) -> np.ndarray:
+        """A batch of `_generate`'s faces pasted into the source image: the faces at paste
+        resolution with the source's detail where there are some (`sharp`), else the model-size
+        ones; each flow's change from the source's own moves the image around the face with it."""
+        moved = [None] * len(flows) if source.rest_flow is None else flows - source.rest_flow
+        return np.stack([paste_back(source.image, face, source.box, flow=m)
+                         for face, m in zip(faces if sharp is None else sharp, moved)])
 
     # ------------------------------------------------------------------ animation
     def _driving_tracker(self, crop_driving: bool, scale: float, offset_x: float, offset_y: float,
@@ -484,11 +486,7 @@ class SFDPipeline:
         for _, _, faces, sharp, flows in self._animate_batches(source, itertools.chain(held, batches), first,
                                                                tracker, relative, smoothing, strength_map, match,
                                                                retargeting):
-            if not paste_back:
-                yield faces
-            else:
-                yield np.stack([self._paste(source, f, flow) for f, flow in zip(faces if sharp is None else sharp,
-                                                                                 flows)])
+            yield self._paste(source, faces, sharp, flows) if paste_back else faces
 
     def animate(self, source_image, driving_video: str | os.PathLike, output_path: str | os.PathLike, *,
                 relative: bool = True, crop: bool = True, crop_driving: bool = True, paste_back: bool = True,
@@ -553,8 +551,7 @@ class SFDPipeline:
             for frames, boxes, faces, sharp, flows in self._animate_batches(
                     source, reader, first, tracker, relative, smoothing, strength_map, match,
                     self._retargeting(blinks, mouth, head, relative, expression_strength)):
-                results = (np.stack([self._paste(source, f, flow) for f, flow
-                                     in zip(faces if sharp is None else sharp, flows)]) if paste_back else faces)
+                results = self._paste(source, faces, sharp, flows) if paste_back else faces
                 writer.write(results)
                 if panels is not None:
                     # Each panel framed as the result is: whole frames when pasted back, else face crops.
