@@ -311,6 +311,29 @@ def test_a_crop_whose_content_moved_is_pasted_back_without_a_seam():
     assert np.array_equal(paste_back(image, moved_crop, box, flow=still), faded)
 
 
+def test_the_picture_moved_at_the_image_edge_stretches_instead_of_streaking():
+    # A face at the image's left edge moves right: the picture there would come from beyond the
+    # edge, and repeating the edge column draws horizontal streaks. It stretches instead, and a
+    # little way in it moves by the whole shift.
+    rng = np.random.default_rng(5)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (300, 400, 3)).astype(np.float32), (0, 0), 1.5)
+    image = np.clip((image - 127.5) * 6 + 127.5, 0, 255).astype(np.uint8)
+    box = CropBox(60.0, 150.0, 120.0)  # its left side on the image's edge
+    shift = 9.0
+    flow = np.zeros((2, 16, 16), np.float32)
+    flow[0] = -(shift / box.side + FLOW_DEAD_ZONE)  # each point's content came from 9 px to its left
+    moved = move_surroundings(image, box, flow).astype(int)
+    rows = slice(100, 200)
+
+    def texture(img, cols):  # mean step between neighbouring columns
+        return np.abs(np.diff(img[rows, cols], axis=1)).mean()
+    assert texture(moved, slice(0, 12)) > 0.5 * texture(image.astype(int), slice(0, 12))
+    assert np.abs(moved[rows, 40:80] - image[rows, 31:71].astype(int)).mean() < 2
+    # moving left, the picture at the edge comes from inside the image: it moves all the way
+    moved_left = move_surroundings(image, box, -flow).astype(int)
+    assert np.abs(moved_left[rows, 0:12] - image[rows, 9:21].astype(int)).mean() < 2
+
+
 def test_move_surroundings_checks_the_flow_shape():
     with pytest.raises(ImageError, match=r"\(2, h, w\)"):
         move_surroundings(np.zeros((50, 50, 3), np.uint8), CropBox(25.0, 25.0, 20.0), np.zeros((16, 16, 2)))

@@ -135,7 +135,8 @@ def move_surroundings(image: np.ndarray, box: CropBox, flow: np.ndarray,
     """A copy of `image` whose pixels under and around `box` are moved as `flow` says (see
     `paste_back`): inside the box by the flow there, outside by the flow at the nearest point of
     the box's border, fading smoothly to none `margin` box sides away. Motion under
-    `FLOW_DEAD_ZONE` is left out, so a face that barely moves keeps the image's own pixels.
+    `FLOW_DEAD_ZONE` is left out, so a face that barely moves keeps the image's own pixels, and
+    nothing is drawn from beyond the image's edges (the picture stretches there instead).
     `covered`: the caller pastes over the box whole beyond this share of its side from its
     border, so that middle is left as it is (the resampling is most of the cost)."""
     flow = np.asarray(flow, dtype=np.float32)
@@ -150,9 +151,9 @@ def move_surroundings(image: np.ndarray, box: CropBox, flow: np.ndarray,
         return out
     # The motion on a coarse grid of the region (cell centres as cv2.resize places them), in box sides.
     nx, ny = -(-(x1 - x0) // _MAP_STEP), -(-(y1 - y0) // _MAP_STEP)
-    u = (x0 + (np.arange(nx, dtype=np.float32) + 0.5) * (x1 - x0) / nx - box.x0) / box.side
-    v = (y0 + (np.arange(ny, dtype=np.float32) + 0.5) * (y1 - y0) / ny - box.y0) / box.side
-    u, v = np.meshgrid(u, v)
+    cell_x = x0 + (np.arange(nx, dtype=np.float32) + 0.5) * (x1 - x0) / nx  # in image pixels
+    cell_y = y0 + (np.arange(ny, dtype=np.float32) + 0.5) * (y1 - y0) / ny
+    u, v = np.meshgrid((cell_x - box.x0) / box.side, (cell_y - box.y0) / box.side)
     on_box_u, on_box_v = np.clip(u, 0, 1), np.clip(v, 0, 1)  # the nearest point of the box
     fade = np.clip(1 - np.hypot(u - on_box_u, v - on_box_v) / max(margin, 1e-6), 0, 1)
     fade = fade * fade * (3 - 2 * fade)
@@ -165,6 +166,16 @@ def move_surroundings(image: np.ndarray, box: CropBox, flow: np.ndarray,
     motion *= kept * fade * box.side  # in pixels
     if not motion.any():
         return out
+    # Near the image's edges, motion that samples beyond them (where repeating the edge pixels
+    # draws streaks) fades out over twice its size, so the picture stretches there; motion that
+    # samples inward is kept. (Pixels out to half a cell beyond the outer cells take those cells'
+    # motion, hence the half cell.)
+    ramp = 2 * np.abs(motion).max() + 1
+    for axis, cells, half_cell, length in ((0, cell_x[None, :], (x1 - x0) / nx / 2, w),
+                                           (1, cell_y[:, None], (y1 - y0) / ny / 2, h)):
+        to_start = np.clip((cells - half_cell) / ramp, 0, 1)
+        to_end = np.clip((length - 1 - cells - half_cell) / ramp, 0, 1)
+        motion[axis] *= np.where(motion[axis] < 0, to_start, to_end)
     size = (x1 - x0, y1 - y0)
     map_x = cv2.resize(motion[0], size, interpolation=cv2.INTER_LINEAR) + np.arange(x0, x1, dtype=np.float32)
     map_y = cv2.resize(motion[1], size, interpolation=cv2.INTER_LINEAR) + np.arange(y0, y1, dtype=np.float32)[:, None]
