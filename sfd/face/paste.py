@@ -90,8 +90,9 @@ def paste_back(
     if source.ndim == 3 and source.shape[2] != crop_image.shape[2]:
         raise ImageError(f"Channel counts differ: source {source.shape}, crop {crop_image.shape}.")
 
-    # the middle of the box, where the crop is pasted whole, need not be moved
-    out = source.copy() if flow is None else move_surroundings(source, box, flow, covered=0 if mask is not None else feather)
+    # The middle of the box, where the crop is pasted whole, need not be moved (a mask may open it).
+    covered = 0.0 if mask is not None else feather
+    out = source.copy() if flow is None else move_surroundings(source, box, flow, covered=covered)
     h, w = source.shape[:2]
     size = crop_image.shape[0]
     # The image region that the box covers (whole pixels), clipped to the image.
@@ -184,10 +185,10 @@ def move_surroundings(image: np.ndarray, box: CropBox, flow: np.ndarray,
     inset = covered * box.side + 2
     mx0, my0 = max(x0, math.ceil(box.x0 + inset)), max(y0, math.ceil(box.y0 + inset))
     mx1, my1 = min(x1, math.floor(box.x1 - inset)), min(y1, math.floor(box.y1 - inset))
-    if covered <= 0 or mx1 <= mx0 or my1 <= my0:
-        mx0 = mx1 = x0
-        my0 = my1 = y0
-    for bx0, by0, bx1, by1 in ((x0, y0, x1, my0), (x0, my1, x1, y1), (x0, my0, mx0, my1), (mx1, my0, x1, my1)):
+    bands = [(x0, y0, x1, y1)]
+    if covered > 0 and mx0 < mx1 and my0 < my1:
+        bands = [(x0, y0, x1, my0), (x0, my1, x1, y1), (x0, my0, mx0, my1), (mx1, my0, x1, my1)]
+    for bx0, by0, bx1, by1 in bands:
         if bx1 <= bx0 or by1 <= by0:
             continue
         band = (slice(by0 - y0, by1 - y0), slice(bx0 - x0, bx1 - x0))
