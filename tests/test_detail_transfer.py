@@ -27,7 +27,7 @@ def test_still_output_gets_the_source_crop_back_exactly():
     model_crop = crop_image(image, box, 64)
     layer = detail_layer(image, box, model_crop)
     assert layer.side == 300
-    out = add_detail(as_model_units(model_crop[None]), torch.zeros(1, 2, 64, 64), torch.ones(1, 1, 64, 64), layer)
+    out = add_detail(as_model_units(model_crop[None]), torch.zeros(1, 2, 64, 64), layer)
     sharp = as_model_units(crop_image(image, box, 300)[None])
     assert torch.allclose(out, sharp, atol=1e-4)
     # Without the detail, the upsampled model crop is far from the source's pixels.
@@ -35,7 +35,7 @@ def test_still_output_gets_the_source_crop_back_exactly():
     assert (blurred - sharp).abs().mean() > 0.2
 
 
-def test_detail_moves_with_the_flow_and_follows_the_mask():
+def test_detail_moves_with_the_flow_and_none_comes_from_outside_the_crop():
     image = textured_image(256, seed=1)
     box = CropBox.full_frame(256, 256)
     model_crop = crop_image(image, box, 64)
@@ -44,11 +44,17 @@ def test_detail_moves_with_the_flow_and_follows_the_mask():
     # A flow of +8/256 px-units in grid coordinates samples 4 px to the right at 256 px.
     shift = torch.zeros(1, 2, 64, 64)
     shift[:, 0] = 8 / 256
-    moved = add_detail(torch.zeros_like(base), shift, torch.ones(1, 1, 64, 64), layer)
+    moved = add_detail(torch.zeros_like(base), shift, layer)
     residual = layer.residual
     assert torch.allclose(moved[..., 8:-8, 8:-8], residual[..., 8:-8, 12:-4], atol=1e-4)
-    off = add_detail(base, torch.zeros(1, 2, 64, 64), torch.zeros(1, 1, 64, 64), layer)
-    assert torch.allclose(off, torch.nn.functional.interpolate(base, size=256, mode="bilinear"), atol=1e-6)
+    # A flow that samples beyond the crop's right edge (half a crop side to the right) adds
+    # nothing there: the model's own face, upsampled, is all that is left.
+    beyond = torch.zeros(1, 2, 64, 64)
+    beyond[:, 0] = 1.0
+    out = add_detail(base, beyond, layer)
+    upsampled = torch.nn.functional.interpolate(base, size=256, mode="bilinear")
+    assert torch.allclose(out[..., 136:], upsampled[..., 136:], atol=1e-6)
+    assert (out[..., :120] - upsampled[..., :120]).abs().mean() > 0.1
 
 
 def test_detail_moved_by_half_a_pixel_keeps_its_contrast():
@@ -61,7 +67,7 @@ def test_detail_moved_by_half_a_pixel_keeps_its_contrast():
     layer = detail_layer(image, box, model_crop)
     half_pixel = torch.zeros(1, 2, 64, 64)
     half_pixel[:, 0] = 1 / 256  # grid units: 2 / 256 per pixel at 256 px
-    moved = add_detail(torch.zeros(1, 3, 64, 64), half_pixel, torch.ones(1, 1, 64, 64), layer)
+    moved = add_detail(torch.zeros(1, 3, 64, 64), half_pixel, layer)
     inner = (..., slice(8, -8), slice(8, -8))
     kept = float(moved[inner].std() / layer.residual[inner].std())
     assert kept > 0.8, kept

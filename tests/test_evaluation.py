@@ -18,6 +18,7 @@ from sfd.evaluation import (
     akd,
     cross_identity_pairs,
     evaluate,
+    face_detail,
     find_test_videos,
     identity_similarity,
     l1,
@@ -95,6 +96,27 @@ def test_l1_on_hand_made_arrays():
     assert l1(np.full((4, 4, 3), 0.25), np.full((4, 4, 3), 0.75)) == pytest.approx(0.5)
     with pytest.raises(ValueError):
         l1(black, np.zeros((3, 3, 3), np.uint8))
+
+
+def test_face_detail_falls_when_the_face_is_blurred_and_ignores_the_picture_around_it():
+    import cv2
+
+    rng = np.random.default_rng(3)
+    frame = np.full((120, 160, 3), 128, np.uint8)
+    frame[30:90, 50:110] = rng.integers(0, 256, (60, 60, 3), dtype=np.uint8)
+    face = np.array([[50.0, 30.0], [109.0, 89.0], [80.0, 60.0]])  # the landmarks' box is the textured square
+    sharp = face_detail(frame, face)
+    blurred = frame.copy()
+    blurred[30:90, 50:110] = cv2.GaussianBlur(frame[30:90, 50:110], (0, 0), 2)
+    assert face_detail(blurred, face) < 0.3 * sharp
+    # Texture outside the landmarks' box does not count; a frame without a face is NaN.
+    busy = frame.copy()
+    busy[:, :40] = rng.integers(0, 256, (120, 40, 3), dtype=np.uint8)
+    assert face_detail(busy, face) == pytest.approx(sharp)
+    values = face_detail(np.stack([frame, blurred]), np.stack([face, np.full_like(face, np.nan)]))
+    assert values[0] == pytest.approx(sharp) and np.isnan(values[1])
+    with pytest.raises(ValueError):
+        face_detail(np.stack([frame, frame]), face[None])
 
 
 # ---------------------------------------------------------------------- keypoints and embeddings

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -98,6 +99,7 @@ def test_a_perfect_copy_scores_akd_zero_and_correlations_one(clip_and_judges):
     scores = clip.scores()
     assert scores["face_frames"] == len(frames) - 1
     assert scores["akd_iod"] < 1e-9 and scores["id_dist"] < 1e-9 and scores["lpips"] < 1e-6
+    assert scores["detail"] == pytest.approx(1.0)  # as much fine detail in the face as the real frames
     for key in ("mouth_corr", "eye_corr", "pose_corr"):
         assert scores[key] == pytest.approx(1.0, abs=1e-9)
     # The do-nothing baseline (every frame = frame 0) of the same clip: the driver moves away from it.
@@ -108,7 +110,7 @@ def test_a_perfect_copy_scores_akd_zero_and_correlations_one(clip_and_judges):
     assert scores["baseline_id_dist"] < 0.6  # the same person, so the identity distance is small
 
 
-def test_a_time_shifted_copy_follows_less(clip_and_judges):
+def test_a_time_shifted_copy_follows_less_and_a_blurred_one_loses_its_detail(clip_and_judges):
     frames, judges = clip_and_judges
     lagged = np.concatenate([frames[:1], frames[:-1]])
     clip = judges.new_clip(frames[0])
@@ -118,6 +120,13 @@ def test_a_time_shifted_copy_follows_less(clip_and_judges):
     clip.add(lagged, frames)
     assert clip.scores()["mouth_corr"] > shuffled["mouth_corr"]
     assert shuffled["akd_iod"] > 0.005
+    # The same frames at a quarter of their size, enlarged again: the landmarks stay, the detail goes.
+    h, w = frames.shape[1:3]
+    soft = np.stack([cv2.resize(cv2.resize(f, (w // 4, h // 4), interpolation=cv2.INTER_AREA), (w, h),
+                                interpolation=cv2.INTER_LINEAR) for f in frames])
+    clip = judges.new_clip(frames[0])
+    clip.add(soft, frames)
+    assert clip.scores()["detail"] < 0.6
 
 
 def test_cross_identity_scores_a_still_driven_by_a_clip(clip_and_judges):
@@ -134,6 +143,7 @@ def test_cross_identity_scores_a_still_driven_by_a_clip(clip_and_judges):
     assert row["frames"] == 7 and row["face_frames"] == 7
     assert "l1" not in row and "akd_iod" not in row
     assert row["id_dist_source"] < 0.6  # the output is still the still's person
+    assert 0.3 < row["detail"] < 1.5 and row["baseline_detail"] == 1.0  # the face's detail against the still's
     for key in ("mouth_corr", "eye_corr", "pose_corr"):
         assert -1 <= row[key] <= 1 and row[f"baseline_{key}"] == 0.0
 

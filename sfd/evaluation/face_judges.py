@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .face_motion import clip_scores, following
+from .metrics import face_detail
 
 LPIPS_SIDE = 256  # whole frames are compared with the longer side scaled to this
 DESCRIPTOR_EVERY = 3  # identity descriptors on every 3rd frame: identity does not change frame to frame
@@ -75,11 +76,13 @@ class ClipJudge:
         self.source = np.ascontiguousarray(source_image)
         self.marks: dict[str, list[np.ndarray]] = {"output": [], "driver": []}
         self.descriptors: dict[str, list[np.ndarray]] = {"output": [], "driver": []}
+        self.detail: dict[str, list[np.ndarray]] = {"output": [], "driver": []}
         self.lpips: dict[str, list[np.ndarray]] = {"output": [], "baseline": []}
         self.frames = 0
         if judges.face is not None:
             self.source_marks, descriptor = judges.measure(self.source[None], 0)
             self.source_descriptor = descriptor[0]
+            self.source_detail = face_detail(self.source, self.source_marks[0])
 
     def add(self, outputs: np.ndarray, drivers: np.ndarray) -> None:
         """One batch of output frames and the driving frames they answer (uint8, (n, H, W, 3))."""
@@ -88,6 +91,7 @@ class ClipJudge:
                 marks, descriptors = self.judges.measure(frames, self.frames, cache=key == "driver")
                 self.marks[key].append(marks)
                 self.descriptors[key].append(descriptors)
+                self.detail[key].append(face_detail(frames, marks))
         self.frames += len(outputs)
         if self.judges.lpips is not None and outputs.shape == drivers.shape:
             baseline = np.broadcast_to(self.source, drivers.shape) if self.source.shape == drivers.shape[1:] else None
@@ -114,7 +118,8 @@ class ClipJudge:
 
         Same identity: LPIPS, AKD (`akd_iod`, `akd_px256`), identity distance to the driver
         (`id_dist`) and the correlations. Cross identity: the correlations and the identity
-        distance to the source (`id_dist_source`).
+        distance to the source (`id_dist_source`). Both: `detail`, the face's fine detail
+        (`metrics.face_detail`) over the real frames' (same identity) or the source's (cross).
         """
         result: dict[str, float | int] = {}
         if same_identity and self.lpips["output"]:
@@ -127,17 +132,32 @@ class ClipJudge:
         out_id, drv_id = (np.concatenate(self.descriptors[k])[skip:] for k in ("output", "driver"))
         width = self.source.shape[1]
         baseline = np.broadcast_to(self.source_marks, drv.shape)
+        out_detail = _finite_mean(np.concatenate(self.detail["output"])[skip:])
         if same_identity:
             ours, theirs = clip_scores(out, drv, width), clip_scores(baseline, drv, width)
             result["id_dist"] = _mean_distance(out_id, drv_id)
             result["baseline_id_dist"] = _mean_distance(np.broadcast_to(self.source_descriptor, drv_id.shape), drv_id)
+            reference = _finite_mean(np.concatenate(self.detail["driver"])[skip:])  # the real frames'
         else:
             ours, theirs = following(out, drv), following(baseline, drv)
             ours["face_frames"] = int(np.isfinite(out[:, 0, 0] + drv[:, 0, 0]).sum())
             result["id_dist_source"] = _mean_distance(out_id, np.broadcast_to(self.source_descriptor, out_id.shape))
+            reference = self.source_detail
+        result["detail"] = _ratio(out_detail, reference)
+        result["baseline_detail"] = _ratio(self.source_detail, reference)
         result.update(ours)
         result.update({f"baseline_{k}": v for k, v in theirs.items() if k != "face_frames"})
         return result
+
+
+def _ratio(value: float, reference: float) -> float:
+    """value / reference; NaN where the reference is missing (no face) or zero (a flat face)."""
+    return value / reference if np.isfinite(reference) and reference > 0 else float("nan")
+
+
+def _finite_mean(values: np.ndarray) -> float:
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if len(values) else float("nan")
 
 
 def _mean_distance(a: np.ndarray, b: np.ndarray) -> float:

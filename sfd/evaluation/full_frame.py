@@ -170,10 +170,11 @@ def reenactment_figure(source: np.ndarray, pairs: Sequence[tuple[np.ndarray, np.
 SAME_IDENTITY_COLUMNS = (("l1", "L1", 4), ("psnr", "PSNR", 2), ("lpips", "LPIPS", 3), ("akd_iod", "AKD/IOD", 3),
                          ("akd_px256", "AKD px", 2), ("akd_centred_iod", "AKD centred", 3),
                          ("mouth_corr", "mouth r", 2), ("mouth_amplitude", "mouth amp", 2),
-                         ("eye_corr", "eyes r", 2), ("pose_corr", "pose r", 2), ("id_dist", "ID dist", 3))
+                         ("eye_corr", "eyes r", 2), ("pose_corr", "pose r", 2), ("id_dist", "ID dist", 3),
+                         ("detail", "face detail", 2))
 CROSS_IDENTITY_COLUMNS = (("mouth_corr", "mouth r", 2), ("mouth_amplitude", "mouth amp", 2),
                           ("eye_corr", "eyes r", 2), ("pose_corr", "pose r", 2),
-                          ("id_dist_source", "ID dist to source", 3))
+                          ("id_dist_source", "ID dist to source", 3), ("detail", "face detail", 2))
 
 
 def _cell(row: dict, key: str, decimals: int) -> str:

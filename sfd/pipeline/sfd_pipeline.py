@@ -278,8 +278,8 @@ class SFDPipeline:
         paste resolution with that detail moved into them (else None); and the generator's
         final flows (B, 2, h, w) in crop sides, for the paste-back."""
         with self._inference():
-            images, flow, image_mask = self.model.generate(latent, features, return_warp=True)
-            sharp = None if detail is None else add_detail(images, flow, image_mask, detail)
+            images, flow, _ = self.model.generate(latent, features, return_warp=True)
+            sharp = None if detail is None else add_detail(images, flow, detail)
         return images, sharp, _in_crop_sides(flow)
 
     def _generate(self, latent: torch.Tensor, features, detail: DetailLayer | None
