@@ -156,11 +156,10 @@ def _ratio(value: float, reference: float) -> float:
 
 
 def _finite_mean(values: np.ndarray) -> float:
+    """The mean over the frames that have a value (a face); NaN where none has."""
     values = values[np.isfinite(values)]
     return float(values.mean()) if len(values) else float("nan")
 
 
 def _mean_distance(a: np.ndarray, b: np.ndarray) -> float:
-    distance = np.linalg.norm(a - b, axis=-1)
-    distance = distance[np.isfinite(distance)]
-    return float(distance.mean()) if len(distance) else float("nan")
+    return _finite_mean(np.linalg.norm(a - b, axis=-1))
