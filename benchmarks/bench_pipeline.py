@@ -18,6 +18,10 @@
    256 px crops, and the same faces at 128 px standing in for the faces shown): tracked (each face
    framed on the previous face's points, one pass, a frame's two faces in one batch) beside each
    face framed afresh (a pass on the whole crop, then one on its points, batches of 8).
+4. Large faces (`--large-faces`): the bundle animating one portrait enlarged so that its face's crop
+   is about 800, 1,200 and 1,600 px, seconds a frame with the faces drawn and retargeted at the
+   working side (`detail_transfer.WORKING_SIDE`, 512) and the rest of the detail added at the end,
+   beside everything at the crop's own side (the working side unbounded), alternated.
 Random weights elsewhere: the rest of the pipeline's speed and memory do not depend on what the weights are.
 """
 
@@ -100,6 +104,7 @@ def main() -> None:
                         metavar=("PRESET", "SOURCE", "DRIVING", "OUTPUT", "MODEL_ONLY", "DETAIL", "DRIVER_BOX",
                                  "RETARGETING", "SURROUNDINGS"))
     parser.add_argument("--mesh-only", action="store_true", help="only section 3 (the face mesh's reading)")
+    parser.add_argument("--large-faces", action="store_true", help="only section 4 (faces above the working side)")
     args = parser.parse_args()
     if args.child:
         preset, source, driving, output, model_only, detail, driver_box, retargeting, surroundings = args.child
@@ -110,6 +115,8 @@ def main() -> None:
     clip = args.faces / "liveportrait" / "driving" / "d3.mp4"
     if args.mesh_only:
         return mesh_reading(clip)
+    if args.large_faces:
+        return large_faces(source, clip)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         short = loop_clip(clip, tmp / "short.mp4", 10)
@@ -154,6 +161,39 @@ def main() -> None:
         print(f"  the bundle end to end, with / without the picture around the face moved: "
               f"{fps['bundle', '1', 'fixed', 'all', '1'] / fps['bundle', '1', 'fixed', 'all', '0']:.2f}")
         mesh_reading(clip4)
+    large_faces(source, clip)
+
+
+def large_faces(source: str, clip: Path, frames: int = 24, repeats: int = 3) -> None:
+    """Section 4 of the module doc."""
+    from sfd import SFDPipeline
+    from sfd.face import CropBox, crop
+    from sfd.media import load_image, read_video
+    from sfd.pipeline import detail_transfer
+
+    pipe = SFDPipeline.from_pretrained(device="cpu")
+    driving = read_video(clip, max_frames=frames)[0]
+    batches = [driving[i:i + 8] for i in range(0, len(driving), 8)]
+    portrait = load_image(source)
+    shipped = detail_transfer.WORKING_SIDE
+    print(f"large faces: the bundle, {frames} driving frames, seconds a frame "
+          f"(working side {shipped} / the crop's own side):")
+    box = pipe.prepare_source(portrait).box
+    around = CropBox(box.cx, box.cy, 1.25 * box.side)  # the face and some picture around it (under 2,048 px)
+    for target in (800, 1200, 1600):
+        image = crop(portrait, around, round(1.25 * target))  # enlarged: its face's crop about `target`
+        seconds = {shipped: 0.0, None: 0.0}
+        for _ in range(repeats):  # alternated, so that a busy machine slows both alike
+            for side in seconds:
+                detail_transfer.WORKING_SIDE = shipped if side else 10 ** 6
+                face = pipe.prepare_source(image)
+                start = time.perf_counter()
+                for _ in pipe.iter_animate(face, batches):
+                    pass
+                seconds[side] += (time.perf_counter() - start) / (repeats * frames)
+        detail_transfer.WORKING_SIDE = shipped
+        print(f"  crop {face.box.side:5.0f} px: {seconds[shipped]:.3f} s / {seconds[None]:.3f} s "
+              f"(own side / working side: {seconds[None] / seconds[shipped]:.2f})")
 
 
 def mesh_reading(clip: Path, repeats: int = 3) -> None:

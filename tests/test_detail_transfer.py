@@ -9,7 +9,9 @@ from sfd import SFDModel, SFDPipeline
 from sfd.face import CropBox, load_face_detector
 from sfd.face import crop as crop_image
 from sfd.media import load_image
-from sfd.pipeline.detail_transfer import MAX_DETAIL_SIDE, add_detail, detail_layer
+from sfd.pipeline.detail_transfer import WORKING_SIDE, add_detail, add_fine_detail, detail_layer, source_coordinates
+from sfd.pipeline.mouth_transfer import LOWER_INNER, UPPER_INNER, open_mouth
+from sfd.pretrained.face_mesh_regions import CHIN, MOUTH_LEFT, MOUTH_RIGHT
 
 
 def textured_image(side=300, seed=0) -> np.ndarray:
@@ -77,9 +79,70 @@ def test_no_detail_layer_for_faces_no_larger_than_the_model_crop():
     image = textured_image(64)
     box = CropBox.full_frame(64, 64)
     assert detail_layer(image, box, crop_image(image, box, 64)) is None
-    big = CropBox.full_frame(4000, 4000)
-    layer = detail_layer(np.zeros((4000, 4000, 3), np.uint8), big, np.zeros((64, 64, 3), np.uint8))
-    assert layer.side == MAX_DETAIL_SIDE
+    big = CropBox.full_frame(2000, 2000)
+    layer = detail_layer(np.zeros((2000, 2000, 3), np.uint8), big, np.zeros((64, 64, 3), np.uint8))
+    assert (layer.side, layer.full_side, layer.fine.shape[-1]) == (WORKING_SIDE, 2000, 2000)
+
+
+def test_a_face_larger_than_the_working_side_keeps_all_its_detail():
+    # Drawn at the working side, then the fine detail moved in at the crop's own side: a face
+    # that does not move gives back the source crop, pixel for pixel, however large.
+    side = 2 * WORKING_SIDE + 100
+    image = textured_image(side, seed=3)
+    box = CropBox.full_frame(side, side)
+    model_crop = crop_image(image, box, 64)
+    layer = detail_layer(image, box, model_crop)
+    still = torch.zeros(1, 2, 64, 64)
+    working = add_detail(as_model_units(model_crop[None]), still, layer)
+    assert working.shape[-1] == WORKING_SIDE
+    out = add_fine_detail(working, source_coordinates(still, layer.side), layer.fine)
+    assert torch.allclose(out, as_model_units(image[None]), atol=1e-3)  # a grey level is 8e-3
+    # the working side alone, upsampled, loses most of the texture
+    alone = torch.nn.functional.interpolate(working, size=side, mode="bilinear")
+    assert (alone - as_model_units(image[None])).abs().mean() > 0.2
+
+
+def test_the_fine_detail_moves_with_the_flow_as_the_face_does():
+    # A shift of whole pixels at both sides moves the whole detail, the fine part with the rest.
+    side = 2 * WORKING_SIDE
+    image = textured_image(side, seed=4)
+    box = CropBox.full_frame(side, side)
+    model_crop = crop_image(image, box, 64)
+    layer = detail_layer(image, box, model_crop)
+    zeros = torch.zeros(1, 3, 64, 64)
+
+    def detail_moved_by(flow):
+        return add_fine_detail(add_detail(zeros, flow, layer), source_coordinates(flow, layer.side), layer.fine)
+
+    shift = torch.zeros(1, 2, 64, 64)
+    shift[:, 0] = 16 / side  # 8 px at the crop's side, 4 at the working side
+    at_rest = detail_moved_by(torch.zeros(1, 2, 64, 64))
+    moved = detail_moved_by(shift)
+    assert torch.allclose(moved[..., 16:-16, 16:-24], at_rest[..., 16:-16, 24:-16], atol=1e-3)
+    assert (moved - at_rest).abs().mean() > 0.1  # texture: a shifted copy is far from the original
+
+
+def test_a_map_of_coordinates_moved_by_a_warp_samples_what_the_warp_shows():
+    # The retargeting moves where the fine detail comes from by its warps, as it moves the face:
+    # sampling the image at the moved coordinates gives the moved image (the mouth's shading
+    # left out).
+    image = as_model_units(textured_image(128, seed=5)[None])
+    points = torch.zeros(1, 468, 2)
+    points[0, :, 0], points[0, :, 1] = 64, 80  # a mouth's mesh: corners at 44 and 84, lips around y 80
+    for i, x in enumerate(np.linspace(44, 84, len(UPPER_INNER))):
+        dip = 2 * np.sin(np.pi * i / (len(UPPER_INNER) - 1))
+        points[0, UPPER_INNER[i]] = torch.tensor([x, 80 - dip])
+        points[0, LOWER_INNER[i]] = torch.tensor([x, 80 + dip])
+    for index, point in ((MOUTH_RIGHT, (44, 80)), (MOUTH_LEFT, (84, 80)), (CHIN, (64, 110))):
+        points[0, index] = torch.tensor(point, dtype=torch.float32)
+    extra = torch.tensor([10.0])
+    grid = source_coordinates(torch.zeros(1, 2, 8, 8), 128)
+    moved = open_mouth(grid, points, extra, shade=False)
+    assert not torch.equal(moved, grid)
+    sampled = torch.nn.functional.grid_sample(image, moved.permute(0, 2, 3, 1), mode="bilinear",
+                                              padding_mode="border", align_corners=False)
+    warped = open_mouth(image, points, extra, shade=False)
+    assert torch.allclose(sampled, warped, atol=1e-5)
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,14 @@ not interpolated twice at a fraction of a pixel. And the detail is resampled bic
 flow moves it by fractions of a pixel, where bilinear weights average neighbouring pixels (white
 noise moved by half a pixel keeps 71 % of its contrast bilinearly, 85 % bicubically). On the test
 clips the two took LPIPS from 0.099 to 0.089 (docs/experiments.md).
+
+Faces larger than `WORKING_SIDE` are drawn, retargeted (`face_retargeting`) and read at that
+side, and the rest of their detail, what the working side lacks of the crop at the box's own
+side (`DetailLayer.fine`), goes in once, at the end (`add_fine_detail`): the working-side face is
+upsampled and the fine detail is sampled where each of its pixels took its content from in the
+source crop (`source_coordinates`, carried through the retargeting's warps like an image). So a
+face of any size keeps all of its detail, resampled once, and the per-frame work above the
+working side is two resamplings instead of every warp.
 """
 
 from __future__ import annotations
@@ -33,19 +41,28 @@ from ..face import CropBox
 from ..face import crop as crop_image
 from ..models.generator import identity_grid
 
-# Detail is kept up to this crop side (px): larger faces are pasted from a crop of this size.
-MAX_DETAIL_SIDE = 1024
+# Faces are drawn, retargeted and read at most at this side; the detail above it goes in at the end.
+WORKING_SIDE = 512
 
 
 @dataclass
 class DetailLayer:
-    """The fine detail of source faces: (1 or B, 3, side, side) float32, in the model's [-1, 1] units."""
+    """The fine detail of source faces, in the model's [-1, 1] units: `residual` (1 or B, 3, side,
+    side) at the working side, and for faces larger than that, `fine` (1 or B, 3, S, S; float16),
+    what the working side lacks of the crop at the box's own side S."""
 
     residual: torch.Tensor
+    fine: torch.Tensor | None = None
 
     @property
     def side(self) -> int:
+        """The working side: faces are drawn with `residual` at this side."""
         return self.residual.shape[-1]
+
+    @property
+    def full_side(self) -> int:
+        """The side the faces are pasted back at."""
+        return self.side if self.fine is None else self.fine.shape[-1]
 
 
 def _to_model_units(images: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -69,26 +86,53 @@ def detail_layer(image: np.ndarray, box: CropBox, model_crop: np.ndarray,
 def detail_layers(images, boxes, model_crops: np.ndarray, device: torch.device | str = "cpu") -> DetailLayer | None:
     """`detail_layer` for a batch of frames (each with its own box), at the largest box's side."""
     size = model_crops.shape[1]
-    side = min(round(max(box.side for box in boxes)), MAX_DETAIL_SIDE)
-    if side <= size:
+    full = round(max(box.side for box in boxes))
+    if full <= size:
         return None
     device = torch.device(device)
-    sharp = _to_model_units(np.stack([crop_image(image, box, side) for image, box in zip(images, boxes)]), device)
+    sharp = _to_model_units(np.stack([crop_image(image, box, full) for image, box in zip(images, boxes)]), device)
+    side = min(full, WORKING_SIDE)
+    fine = None
+    if side < full:  # the working side's crop low-passed, so that what it lacks is all in `fine`
+        working = F.interpolate(sharp, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+        # float16: under a tenth of a grey level off, and half the memory of a large face's layer
+        sharp, fine = working, (sharp - _resize(working, full)).half()
     blurred = _resize(_to_model_units(model_crops, device), side)
-    return DetailLayer(residual=sharp - blurred)
+    return DetailLayer(residual=sharp - blurred, fine=fine)
+
+
+def source_coordinates(flow: torch.Tensor, side: int) -> torch.Tensor:
+    """Where each pixel of faces drawn with the generator's final `flow` (B, 2, h, w) took its
+    content from in the source crop: (B, 2, side, side), x and y in grid_sample's [-1, 1] units
+    (`align_corners=False`)."""
+    flow = _resize(flow.float(), side)
+    return identity_grid(side, flow.device, flow.dtype).permute(0, 3, 1, 2) + flow
+
+
+def _sample(detail: torch.Tensor, coordinates: torch.Tensor) -> torch.Tensor:
+    # Zero padding: no detail comes from outside the crop. Bicubic: see the module doc.
+    detail = detail.to(coordinates.device, torch.float32).expand(coordinates.shape[0], -1, -1, -1)
+    return F.grid_sample(detail, coordinates.permute(0, 2, 3, 1), mode="bicubic", padding_mode="zeros",
+                         align_corners=False)
 
 
 def add_detail(images: torch.Tensor, flow: torch.Tensor, detail: DetailLayer) -> torch.Tensor:
-    """Generated images (B, 3, size, size) at the detail's side with the source's detail added.
+    """Generated images (B, 3, size, size) at the detail's working side with the source's detail added.
 
     `flow` is the generator's final flow (`SFDModel.generate(..., return_warp=True)`): the detail
     is warped like the source image.
     """
-    side = detail.side
-    images, flow = images.float(), flow.float()
-    flow = _resize(flow, side)
-    grid = identity_grid(side, flow.device, flow.dtype) + flow.permute(0, 2, 3, 1)
-    residual = detail.residual.to(flow.device).expand(flow.shape[0], -1, -1, -1)
-    # Zero padding: no detail comes from outside the crop. Bicubic: see the module doc.
-    moved = F.grid_sample(residual, grid, mode="bicubic", padding_mode="zeros", align_corners=False)
-    return _resize(images, side) + moved
+    coordinates = source_coordinates(flow, detail.side)
+    return _resize(images.float(), detail.side) + _sample(detail.residual, coordinates)
+
+
+def add_fine_detail(faces: torch.Tensor, coordinates: torch.Tensor, fine: torch.Tensor) -> torch.Tensor:
+    """Faces at the working side (B, 3, side, side; `add_detail`'s, perhaps retargeted since) at
+    the side of the fine detail `fine` (`DetailLayer.fine`, 1 or B of them), moved in: sampled at
+    `coordinates` (B, 2, side, side; `source_coordinates`, through the same warps as the faces)
+    upsampled."""
+    full, side = fine.shape[-1], coordinates.shape[-1]
+    # The offsets from each side's own pixel centres are what is resized: a resized grid would
+    # stop half a working pixel short of the crop's edges.
+    offsets = coordinates.float() - identity_grid(side, coordinates.device, torch.float32).permute(0, 3, 1, 2)
+    return _resize(faces.float(), full) + _sample(fine, source_coordinates(offsets, full))

@@ -123,30 +123,38 @@ class FaceRetargeting:
                         transfer.start(driver, shown)
 
     @torch.no_grad()
-    def __call__(self, driver_faces: torch.Tensor, faces: torch.Tensor, *more: torch.Tensor) -> list[torch.Tensor]:
+    def __call__(self, driver_faces: torch.Tensor, faces: torch.Tensor, *more: torch.Tensor,
+                 maps: Sequence[torch.Tensor] = ()) -> list[torch.Tensor]:
         """`faces` (B, 3, S, S) in [-1, 1] and the same faces at other sizes (`more`), retargeted to the
-        driver's faces (B, 3, S', S'); the features are found by the mesh on `faces`."""
-        shown = [faces, *more]
+        driver's faces (B, 3, S', S'); the features are found by the mesh on `faces`. `maps` of the
+        same faces that are not colours (such as `detail_transfer.source_coordinates`) are moved by
+        the same warps, without the mouth's shading, and come last in the list returned."""
+        shown, maps = [faces, *more], list(maps)
         if not self.active:
-            return shown
+            return shown + maps
         if self.mouth is None and self.pose is None:  # the faces shown are read only where the lids move
             driver_points, driver_seen = self.streams(driver=driver_faces)["driver"]
             closure = self.blinks.closures(driver_points, driver_seen)
             if not bool((closure != 0).any()):
                 self.streams.restart("shown")  # these faces go unread
-                return shown
+                return shown + maps
             points, seen = self.streams(shown=faces)["shown"]
         else:
             read = self.streams(driver=driver_faces, shown=faces)
             (driver_points, driver_seen), (points, seen) = read["driver"], read["shown"]
             closure = self.blinks.closures(driver_points, driver_seen) if self.blinks is not None else None
+
+        def at(x: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:  # from pixels of `faces` to pixels of x
+            return pixels * (x.shape[-1] / faces.shape[-1])
+
         if self.mouth is not None:
             extra = self.mouth.shortfall(driver_points, driver_seen, points, seen)
-            shown = [open_mouth(x, points * (x.shape[-1] / faces.shape[-1]), extra * (x.shape[-1] / faces.shape[-1]))
-                     for x in shown]
+            shown = [open_mouth(x, at(x, points), at(x, extra)) for x in shown]
+            maps = [open_mouth(x, at(x, points), at(x, extra), shade=False) for x in maps]
         if closure is not None:
             closure = closure.to(points.device) * seen
-            shown = [close_lids(x, points * (x.shape[-1] / faces.shape[-1]), closure) for x in shown]
-        if self.pose is not None:  # last: the lids and lips were found on the head where it was drawn
-            shown = self.pose.apply(shown, driver_points, driver_seen, points, seen)
-        return shown
+            shown, maps = ([close_lids(x, at(x, points), closure) for x in group] for group in (shown, maps))
+        if self.pose is None:
+            return shown + maps
+        # last: the lids and lips were found on the head where it was drawn
+        return self.pose.apply(shown, driver_points, driver_seen, points, seen, maps=maps)

@@ -62,10 +62,11 @@ UPPER_INNER = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308]
 LOWER_INNER = [78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308]
 
 
-def open_mouth(images: torch.Tensor, points: torch.Tensor, extra: torch.Tensor) -> torch.Tensor:
+def open_mouth(images: torch.Tensor, points: torch.Tensor, extra: torch.Tensor, shade: bool = True) -> torch.Tensor:
     """`images` (B, C, S, S) with each face's mouth opened by `extra` (B,) pixels of `images` at
     its middle, or closed where `extra` < 0 (module doc, steps 3 and 4); `points` (B, 468, 2) its
-    mesh in pixels of `images`."""
+    mesh in pixels of `images`. `shade=False` moves without darkening the widened gap (for maps
+    that are not colours, such as `detail_transfer.source_coordinates`)."""
     extra = extra.to(images.device, torch.float32)
     if not bool((extra != 0).any()):
         return images
@@ -123,10 +124,11 @@ def open_mouth(images: torch.Tensor, points: torch.Tensor, extra: torch.Tensor) 
     moved = pixels + ((source_v - v) * half[:, None])[..., None] * ey[:, None] + centre[:, None]
     grid = (2 * moved / side - 1).view(-1, y1 - y0, x1 - x0, 2)
     sampled = F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
-    shown_gap = 2 * gap + opening
-    depth = ((v - middle + gap) / shown_gap).clamp(0, 1)
-    shade = SHADE * torch.sin(math.pi * depth) * opening.clamp_min(0) / shown_gap  # 0 outside a widened gap
-    sampled = (sampled + 1) * (1 - shade.view(-1, 1, y1 - y0, x1 - x0)) - 1
+    if shade:
+        shown_gap = 2 * gap + opening
+        depth = ((v - middle + gap) / shown_gap).clamp(0, 1)
+        darken = SHADE * torch.sin(math.pi * depth) * opening.clamp_min(0) / shown_gap  # 0 outside a widened gap
+        sampled = (sampled + 1) * (1 - darken.view(-1, 1, y1 - y0, x1 - x0)) - 1
     out = images.clone()
     region = out[:, :, y0:y1, x0:x1]  # pixels that do not move keep their values exactly
     out[:, :, y0:y1, x0:x1] = torch.where(moving.view(-1, 1, y1 - y0, x1 - x0), sampled.to(out.dtype), region)

@@ -24,6 +24,7 @@ moves its keypoints' pose explicitly too):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import lru_cache
 
 import torch
@@ -66,10 +67,11 @@ def _still_grid(side: int, device) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def move_heads(images: torch.Tensor, a: torch.Tensor, from_centre: torch.Tensor,
-               to_centre: torch.Tensor) -> torch.Tensor:
+               to_centre: torch.Tensor, colours: bool = True) -> torch.Tensor:
     """`images` (B, C, S, S) warped so that the point p of each face shows at
     ``a * (p - from_centre) + to_centre`` (pixels of `images`; `a` (B, 2) complex factor, centres
-    (B, 1, 2)), fading to no motion at the crop's edges (module doc, step 3)."""
+    (B, 1, 2)), fading to no motion at the crop's edges (module doc, step 3). Colours in [-1, 1]
+    are clamped to that range after the bicubic resampling; other maps (`colours=False`) are not."""
     side, device = images.shape[-1], images.device
     a = a.to(device, torch.float32)
     inverse = torch.stack([a[:, 0], -a[:, 1]], 1) / a.pow(2).sum(1, keepdim=True).clamp_min(1e-8)
@@ -83,7 +85,7 @@ def move_heads(images: torch.Tensor, a: torch.Tensor, from_centre: torch.Tensor,
     grid = torch.lerp(still, moved, weight)
     # bicubic: a face moved by a fraction of a pixel stays as sharp as drawn (bilinear cost LPIPS)
     moved_images = F.grid_sample(images.float(), grid, mode="bicubic", padding_mode="border", align_corners=False)
-    return moved_images.clamp_(-1, 1).to(images.dtype)
+    return (moved_images.clamp_(-1, 1) if colours else moved_images).to(images.dtype)
 
 
 class PoseTransfer:
@@ -100,10 +102,13 @@ class PoseTransfer:
         self.shown_reference = shown_points.float()
 
     def apply(self, images: list[torch.Tensor], driver_points: torch.Tensor, driver_seen: torch.Tensor,
-              shown_points: torch.Tensor, shown_seen: torch.Tensor) -> list[torch.Tensor]:
+              shown_points: torch.Tensor, shown_seen: torch.Tensor, maps: Sequence[torch.Tensor] = ()
+              ) -> list[torch.Tensor]:
         """The shown faces (each (B, C, S, S), the same faces at several sizes; `shown_points` in
-        pixels of the first) moved by the residual head motion; faces where either mesh saw no
+        pixels of the first) moved by the residual head motion, followed by `maps` of the same
+        faces that are not colours (`move_heads`), moved alike; faces where either mesh saw no
         face, or the residual is jitter, are returned as they are."""
+        images, colours = [*images, *maps], [True] * len(images) + [False] * len(maps)
         if self.driver_reference is None or self.shown_reference is None:
             return images
         count = len(shown_points)
@@ -117,10 +122,10 @@ class PoseTransfer:
         index = moves.nonzero()[:, 0]
         a, from_centre, to_centre = a[index], from_centre[index], to_centre[index]
         out = []
-        for x in images:  # only the faces that move are resampled
+        for x, colour in zip(images, colours):  # only the faces that move are resampled
             scale = x.shape[-1] / images[0].shape[-1]
             at = index.to(x.device)
             x = x.clone()
-            x[at] = move_heads(x[at], a, from_centre * scale, to_centre * scale)
+            x[at] = move_heads(x[at], a, from_centre * scale, to_centre * scale, colours=colour)
             out.append(x)
         return out

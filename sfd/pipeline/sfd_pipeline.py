@@ -29,7 +29,7 @@ from ..expression_strength import check_expression_strength
 from ..semantics.face_measures import face_mesh
 from .amplitude import CALIBRATION_FRAMES, MEASURE_SIDE, AmplitudeMatch, matched_strength
 from .animation_result import AnimationResult
-from .detail_transfer import DetailLayer, add_detail, detail_layer, detail_layers
+from .detail_transfer import DetailLayer, add_detail, add_fine_detail, detail_layer, detail_layers, source_coordinates
 from .face_retargeting import DRIVER_SIDE, FaceRetargeting
 from .motion_smoother import MotionSmoother
 from .side_by_side import side_by_side
@@ -273,20 +273,33 @@ class SFDPipeline:
         return torch.as_tensor(mapped, dtype=torch.float32, device=self.device)
 
     def _render(self, latent: torch.Tensor, features, detail: DetailLayer | None
-                ) -> tuple[torch.Tensor, torch.Tensor | None, np.ndarray]:
-        """Model-size faces for these latents ([-1, 1]); with a detail layer the same faces at
-        paste resolution with that detail moved into them (else None); and the generator's
-        final flows (B, 2, h, w) in crop sides, for the paste-back."""
+                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, np.ndarray]:
+        """Model-size faces for these latents ([-1, 1]); with a detail layer the same faces at its
+        working side with that detail moved into them (else None), and where the layer has fine
+        detail beyond that side, where each of their pixels took its content from in the source
+        crop (`source_coordinates`, else None); and the generator's final flows (B, 2, h, w) in
+        crop sides, for the paste-back."""
         with self._inference():
             images, flow, _ = self.model.generate(latent, features, return_warp=True)
             sharp = None if detail is None else add_detail(images, flow, detail)
-        return images, sharp, _in_crop_sides(flow)
+            coordinates = None if detail is None or detail.fine is None else source_coordinates(flow, detail.side)
+        return images, sharp, coordinates, _in_crop_sides(flow)
+
+    def _sharp_uint8(self, sharp: torch.Tensor, coordinates: torch.Tensor | None, detail: DetailLayer) -> np.ndarray:
+        """Faces at the detail's working side as uint8 at its full side, the fine detail moved in
+        (`add_fine_detail`), a frame at a time: a large face's batch would hold gigabytes."""
+        if coordinates is None:
+            return self._to_uint8(sharp)
+        fine = detail.fine
+        return np.concatenate([self._to_uint8(add_fine_detail(sharp[i:i + 1], coordinates[i:i + 1],
+                                                              fine[i:i + 1] if len(fine) > 1 else fine))
+                               for i in range(len(sharp))])
 
     def _generate(self, latent: torch.Tensor, features, detail: DetailLayer | None
                   ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-        """`_render`'s faces as uint8 images, and its flows."""
-        images, sharp, flows = self._render(latent, features, detail)
-        return self._to_uint8(images), None if sharp is None else self._to_uint8(sharp), flows
+        """`_render`'s faces as uint8 images (those with the source's detail at its full side), and its flows."""
+        images, sharp, coordinates, flows = self._render(latent, features, detail)
+        return self._to_uint8(images), None if sharp is None else self._sharp_uint8(sharp, coordinates, detail), flows
 
     @staticmethod
     def _paste(source: SourceFace, faces: np.ndarray, sharp: np.ndarray | None, flows: np.ndarray) -> np.ndarray:
@@ -359,7 +372,7 @@ class SFDPipeline:
         if retargeting is not None and retargeting.needs_reference:  # no render the blinks alone do not use
             with self._inference():
                 latent = self.model.transfer_motion(source.descriptors, reference, reference if relative else None)
-            images, sharp, _ = self._render(latent, source.descriptors.features, source.detail)
+            images, sharp, _, _ = self._render(latent, source.descriptors.features, source.detail)
             with torch.inference_mode():
                 retargeting.start(self._to_tensor(crop_image(first.frame, first.box, DRIVER_SIDE)[None]),
                                   (images if sharp is None else sharp).float())
@@ -419,22 +432,25 @@ class SFDPipeline:
             if strength_map is not None:
                 motion = reference + (motion - reference) @ strength_map.T
             latent = self.model.transfer_motion(source.descriptors, motion, reference if relative else None)
-        images, sharp, flows = self._render(latent, source.descriptors.features, source.detail)
+        images, sharp, coordinates, flows = self._render(latent, source.descriptors.features, source.detail)
         if retargeting is not None:
             with torch.inference_mode():  # the mesh in full precision: lids are a few pixels
                 driver = self._to_tensor(np.stack([crop_image(f, b, DRIVER_SIDE) for f, b in zip(frames, boxes)]))
                 if sharp is None:
                     (images,) = retargeting(driver, images.float())
-                else:
+                elif coordinates is None:
                     sharp, images = retargeting(driver, sharp.float(), images.float())
-        return frames, boxes, self._to_uint8(images), None if sharp is None else self._to_uint8(sharp), flows
+                else:  # where the fine detail comes from moves with the face
+                    sharp, images, coordinates = retargeting(driver, sharp.float(), images.float(), maps=[coordinates])
+        sharp = None if sharp is None else self._sharp_uint8(sharp, coordinates, source.detail)
+        return frames, boxes, self._to_uint8(images), sharp, flows
 
     def _matched_map(self, source: SourceFace, reference: torch.Tensor, motion: list[torch.Tensor],
                      faces: list[np.ndarray], match: AmplitudeMatch, relative: bool) -> torch.Tensor | None:
         """The strength map of `amplitude.matched_strength` on the driver's faces seen so far."""
         def render(moved: torch.Tensor) -> torch.Tensor:  # the faces as they will be shown, at MEASURE_SIDE
             latent = self.model.transfer_motion(source.descriptors, moved, reference if relative else None)
-            images, sharp, _ = self._render(latent, source.descriptors.features, source.detail)
+            images, sharp, _, _ = self._render(latent, source.descriptors.features, source.detail)
             shown = images if sharp is None else sharp
             return F.interpolate(shown.float(), size=(MEASURE_SIDE, MEASURE_SIDE), mode="bilinear",
                                  antialias=True, align_corners=False).clamp(-1, 1)

@@ -21,8 +21,9 @@ class SourceFace:
     crop:        the model-size crop, RGB uint8 (size, size, 3).
     descriptors: the encoded crop (identity, motion and the generator's source features).
     detector:    which face detector found the box ("none" when cropping was off).
-    detail:      the face's fine detail at paste resolution (see `detail_transfer`), or None when
-                 the face is no larger than the model's crop or detail transfer is off.
+    detail:      the face's fine detail, at the working side and above it up to the crop's own
+                 side (see `detail_transfer`), or None when the face is no larger than the
+                 model's crop or detail transfer is off.
     rest_flow:   the generator's flow (2, h, w, in crop sides) of the face drawn as it is: the
                  paste-back moves the image around an animated face by its flow's change from
                  this (`sfd.face.paste.move_surroundings`); None when cropping was off.
