@@ -32,6 +32,7 @@ working side is two resamplings instead of every warp.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -101,19 +102,26 @@ def detail_layers(images, boxes, model_crops: np.ndarray, device: torch.device |
     return DetailLayer(residual=sharp - blurred, fine=fine)
 
 
+@lru_cache(maxsize=4)  # a clip's or an edited face's frames share one side
+def _pixel_grid(side: int, device: torch.device) -> torch.Tensor:
+    """`identity_grid` at `side` (1, side, side, 2), float32, made once: at a large face's side it
+    costs as much as the resampling."""
+    return identity_grid(side, device, torch.float32)
+
+
 def source_coordinates(flow: torch.Tensor, side: int) -> torch.Tensor:
     """Where each pixel of faces drawn with the generator's final `flow` (B, 2, h, w) took its
     content from in the source crop: (B, 2, side, side), x and y in grid_sample's [-1, 1] units
     (`align_corners=False`)."""
     flow = _resize(flow.float(), side)
-    return identity_grid(side, flow.device, flow.dtype).permute(0, 3, 1, 2) + flow
+    return _pixel_grid(side, flow.device).permute(0, 3, 1, 2) + flow
 
 
-def _sample(detail: torch.Tensor, coordinates: torch.Tensor) -> torch.Tensor:
+def _sample(detail: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """`detail` (1 or B, 3, S, S) sampled at `grid` (B, H, W, 2), grid_sample's layout."""
     # Zero padding: no detail comes from outside the crop. Bicubic: see the module doc.
-    detail = detail.to(coordinates.device, torch.float32).expand(coordinates.shape[0], -1, -1, -1)
-    return F.grid_sample(detail, coordinates.permute(0, 2, 3, 1), mode="bicubic", padding_mode="zeros",
-                         align_corners=False)
+    detail = detail.to(grid.device, torch.float32).expand(grid.shape[0], -1, -1, -1)
+    return F.grid_sample(detail, grid, mode="bicubic", padding_mode="zeros", align_corners=False)
 
 
 def add_detail(images: torch.Tensor, flow: torch.Tensor, detail: DetailLayer) -> torch.Tensor:
@@ -122,8 +130,8 @@ def add_detail(images: torch.Tensor, flow: torch.Tensor, detail: DetailLayer) ->
     `flow` is the generator's final flow (`SFDModel.generate(..., return_warp=True)`): the detail
     is warped like the source image.
     """
-    coordinates = source_coordinates(flow, detail.side)
-    return _resize(images.float(), detail.side) + _sample(detail.residual, coordinates)
+    grid = source_coordinates(flow, detail.side).permute(0, 2, 3, 1)
+    return _resize(images.float(), detail.side) + _sample(detail.residual, grid)
 
 
 def add_fine_detail(faces: torch.Tensor, coordinates: torch.Tensor, fine: torch.Tensor) -> torch.Tensor:
@@ -133,6 +141,8 @@ def add_fine_detail(faces: torch.Tensor, coordinates: torch.Tensor, fine: torch.
     upsampled."""
     full, side = fine.shape[-1], coordinates.shape[-1]
     # The offsets from each side's own pixel centres are what is resized: a resized grid would
-    # stop half a working pixel short of the crop's edges.
-    offsets = coordinates.float() - identity_grid(side, coordinates.device, torch.float32).permute(0, 3, 1, 2)
-    return _resize(faces.float(), full) + _sample(fine, source_coordinates(offsets, full))
+    # stop half a working pixel short of the crop's edges. Built in grid_sample's layout: at the
+    # crop's side every copy counts.
+    offsets = coordinates.float() - _pixel_grid(side, coordinates.device).permute(0, 3, 1, 2)
+    grid = _pixel_grid(full, coordinates.device) + _resize(offsets, full).permute(0, 2, 3, 1)
+    return _resize(faces.float(), full) + _sample(fine, grid)
