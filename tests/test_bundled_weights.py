@@ -213,7 +213,7 @@ def test_a_portrait_keeps_its_detail_while_the_driver_s_head_sways_aside(bundled
 
 
 def test_a_large_photo_s_face_keeps_its_own_fine_detail(bundled_pipeline):
-    """A 2048 px photo whose face's crop is about 1,600 px, driven by a test clip: the faces are
+    """A 1,350 x 1,800 photo whose face's crop is about 1,600 px, driven by a test clip: the faces are
     drawn and retargeted at the working side and the rest of the photo's detail goes in at the
     crop's own side, so every output face keeps most of the photo's fine detail (measured over 24
     frames: mean 0.90, min 0.85; with the detail cut at 1,024 px as before, mean 0.32)."""

@@ -100,6 +100,12 @@ def test_a_face_larger_than_the_working_side_keeps_all_its_detail():
     # the working side alone, upsampled, loses most of the texture
     alone = torch.nn.functional.interpolate(working, size=side, mode="bilinear")
     assert (alone - as_model_units(image[None])).abs().mean() > 0.2
+    # where the mouth's shading darkens the face (`gain` < 1), its fine detail fades alike
+    gain = torch.ones(1, 1, WORKING_SIDE, WORKING_SIDE)
+    gain[..., :, : WORKING_SIDE // 2] = 0
+    shaded = add_fine_detail(working, source_coordinates(still, layer.side), layer.fine, gain)
+    assert torch.allclose(shaded[..., 8:-8, 8: side // 2 - 8], alone[..., 8:-8, 8: side // 2 - 8], atol=1e-5)
+    assert torch.allclose(shaded[..., side // 2 + 8:], out[..., side // 2 + 8:], atol=1e-5)
 
 
 def test_the_fine_detail_moves_with_the_flow_as_the_face_does():

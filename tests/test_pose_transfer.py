@@ -114,6 +114,28 @@ def test_the_shown_face_moves_by_what_the_model_left_out_and_not_where_a_face_wa
     assert abs(xs + 0.5 - 44.0) <= 1.0
 
 
+def test_maps_that_are_not_colours_move_with_the_faces_unclamped_and_come_last():
+    # Where the fine detail of a large face comes from (`source_coordinates`) moves as the face
+    # does; its values are not colours, so the bicubic warp's clamp to [-1, 1] must not touch them.
+    from sfd.pipeline.detail_transfer import source_coordinates
+
+    transfer = PoseTransfer()
+    reference = head(30.0, seed=6)
+    image = dot_image(83.0, 80.0)
+    coordinates = source_coordinates(torch.full((1, 2, 8, 8), 0.5), SIDE)  # beyond 1 on the right
+    unmoved = transfer.apply([image], reference, SEEN, reference, SEEN, maps=[coordinates])  # not started
+    assert unmoved[0] is image and unmoved[1] is coordinates
+    transfer.start(reference, reference)
+    driver = head(30.0, shift=(8.0, 0.0), seed=6)
+    moved, moved_map = transfer.apply([image], driver, SEEN, reference, SEEN, maps=[coordinates])
+    assert float(moved_map.max()) > 1.4
+    # the map is warped as the image: the same warp applied to the map as a (3-channel) image
+    stacked = torch.cat([coordinates, coordinates[:, :1]], 1)
+    (warped,) = transfer.apply([stacked * 0.5], driver, SEEN, reference, SEEN)  # halved: inside the clamp
+    assert torch.allclose(moved_map, 2 * warped[:, :2], atol=1e-5)
+    assert not torch.equal(moved, image)
+
+
 def test_the_face_mesh_reads_a_warped_real_face_back_where_it_was_moved(faces_dir):
     from sfd.media import load_image
     from sfd.pipeline.face_retargeting import tracked_points

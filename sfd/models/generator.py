@@ -23,9 +23,14 @@ FEATURE_MASK_INIT = 2.0
 IMAGE_MASK_INIT = 5.0
 
 
+def pixel_centres(size: int, device: torch.device) -> torch.Tensor:
+    """The centres of `size` pixels along an axis in grid_sample's [-1, 1] units (`align_corners=False`)."""
+    return (torch.arange(size, device=device, dtype=torch.float32) * 2 + 1) / size - 1
+
+
 def identity_grid(size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """The sampling grid of the identity warp, (1, size, size, 2) in grid_sample's [-1, 1] units."""
-    axis = (torch.arange(size, device=device, dtype=torch.float32) * 2 + 1) / size - 1
+    axis = pixel_centres(size, device)
     gy, gx = torch.meshgrid(axis, axis, indexing="ij")
     return torch.stack((gx, gy), dim=-1)[None].to(dtype)
 

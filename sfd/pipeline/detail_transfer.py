@@ -25,14 +25,15 @@ side, and the rest of their detail, what the working side lacks of the crop at t
 side (`DetailLayer.fine`), goes in once, at the end (`add_fine_detail`): the working-side face is
 upsampled and the fine detail is sampled where each of its pixels took its content from in the
 source crop (`source_coordinates`, carried through the retargeting's warps like an image). So a
-face of any size keeps all of its detail, resampled once, and the per-frame work above the
-working side is two resamplings instead of every warp.
+face keeps all of its detail up to `MAX_FULL_SIDE`, resampled once, and the per-frame work at
+the crop's own side is one bicubic resampling and two resizes instead of every warp. Where the
+mouth transfer darkens the inside of a mouth it opened, the fine detail there is darkened alike
+(`gain`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 import torch
@@ -40,10 +41,13 @@ import torch.nn.functional as F
 
 from ..face import CropBox
 from ..face import crop as crop_image
-from ..models.generator import identity_grid
+from ..models.generator import identity_grid, pixel_centres
 
 # Faces are drawn, retargeted and read at most at this side; the detail above it goes in at the end.
 WORKING_SIDE = 512
+# ... up to this side (a face filling a 4K video frame is pasted from this size): a frame's work
+# and a layer's memory grow with the square of the side.
+MAX_FULL_SIDE = 2048
 
 
 @dataclass
@@ -85,28 +89,25 @@ def detail_layer(image: np.ndarray, box: CropBox, model_crop: np.ndarray,
 
 
 def detail_layers(images, boxes, model_crops: np.ndarray, device: torch.device | str = "cpu") -> DetailLayer | None:
-    """`detail_layer` for a batch of frames (each with its own box), at the largest box's side."""
+    """`detail_layer` for a batch of frames (each with its own box): `residual` at the working
+    side, `fine` at the largest box's side (at most `MAX_FULL_SIDE`)."""
     size = model_crops.shape[1]
-    full = round(max(box.side for box in boxes))
+    full = min(round(max(box.side for box in boxes)), MAX_FULL_SIDE)
     if full <= size:
         return None
     device = torch.device(device)
-    sharp = _to_model_units(np.stack([crop_image(image, box, full) for image, box in zip(images, boxes)]), device)
-    side = min(full, WORKING_SIDE)
-    fine = None
-    if side < full:  # the working side's crop low-passed, so that what it lacks is all in `fine`
-        working = F.interpolate(sharp, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
-        # float16: under a tenth of a grey level off, and half the memory of a large face's layer
-        sharp, fine = working, (sharp - _resize(working, full)).half()
+    side = min(full, max(WORKING_SIDE, size))
+    working, fine = [], []
+    for image, box in zip(images, boxes):  # a frame at a time: a batch of large crops is gigabytes
+        sharp = _to_model_units(crop_image(image, box, full)[None], device)
+        if side < full:  # the working side's crop low-passed, so that what it lacks is all in `fine`
+            low = F.interpolate(sharp, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+            # float16: under a tenth of a grey level off, and half the memory of a large face's layer
+            fine.append((sharp - _resize(low, full)).half())
+            sharp = low
+        working.append(sharp)
     blurred = _resize(_to_model_units(model_crops, device), side)
-    return DetailLayer(residual=sharp - blurred, fine=fine)
-
-
-@lru_cache(maxsize=4)  # a clip's or an edited face's frames share one side
-def _pixel_grid(side: int, device: torch.device) -> torch.Tensor:
-    """`identity_grid` at `side` (1, side, side, 2), float32, made once: at a large face's side it
-    costs as much as the resampling."""
-    return identity_grid(side, device, torch.float32)
+    return DetailLayer(residual=torch.cat(working) - blurred, fine=torch.cat(fine) if fine else None)
 
 
 def source_coordinates(flow: torch.Tensor, side: int) -> torch.Tensor:
@@ -114,7 +115,7 @@ def source_coordinates(flow: torch.Tensor, side: int) -> torch.Tensor:
     content from in the source crop: (B, 2, side, side), x and y in grid_sample's [-1, 1] units
     (`align_corners=False`)."""
     flow = _resize(flow.float(), side)
-    return _pixel_grid(side, flow.device).permute(0, 3, 1, 2) + flow
+    return identity_grid(side, flow.device, flow.dtype).permute(0, 3, 1, 2) + flow
 
 
 def _sample(detail: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
@@ -134,15 +135,22 @@ def add_detail(images: torch.Tensor, flow: torch.Tensor, detail: DetailLayer) ->
     return _resize(images.float(), detail.side) + _sample(detail.residual, grid)
 
 
-def add_fine_detail(faces: torch.Tensor, coordinates: torch.Tensor, fine: torch.Tensor) -> torch.Tensor:
+def add_fine_detail(faces: torch.Tensor, coordinates: torch.Tensor, fine: torch.Tensor,
+                    gain: torch.Tensor | None = None) -> torch.Tensor:
     """Faces at the working side (B, 3, side, side; `add_detail`'s, perhaps retargeted since) at
     the side of the fine detail `fine` (`DetailLayer.fine`, 1 or B of them), moved in: sampled at
     `coordinates` (B, 2, side, side; `source_coordinates`, through the same warps as the faces)
-    upsampled."""
+    upsampled, and scaled by `gain` (B, 1, side, side) where given (the mouth's shading)."""
     full, side = fine.shape[-1], coordinates.shape[-1]
     # The offsets from each side's own pixel centres are what is resized: a resized grid would
-    # stop half a working pixel short of the crop's edges. Built in grid_sample's layout: at the
-    # crop's side every copy counts.
-    offsets = coordinates.float() - _pixel_grid(side, coordinates.device).permute(0, 3, 1, 2)
-    grid = _pixel_grid(full, coordinates.device) + _resize(offsets, full).permute(0, 2, 3, 1)
-    return _resize(faces.float(), full) + _sample(fine, grid)
+    # stop half a working pixel short of the crop's edges. Built in grid_sample's layout, the
+    # pixel centres added in place: at the crop's side every copy counts.
+    offsets = coordinates.float() - identity_grid(side, coordinates.device, torch.float32).permute(0, 3, 1, 2)
+    grid = _resize(offsets, full).permute(0, 2, 3, 1).contiguous()
+    axis = pixel_centres(full, grid.device)
+    grid[..., 0] += axis
+    grid[..., 1] += axis[:, None]
+    moved = _sample(fine, grid)
+    if gain is not None:
+        moved *= _resize(gain.float(), full)
+    return moved.add_(_resize(faces.float(), full))

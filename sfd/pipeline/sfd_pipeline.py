@@ -285,15 +285,16 @@ class SFDPipeline:
             coordinates = None if detail is None or detail.fine is None else source_coordinates(flow, detail.side)
         return images, sharp, coordinates, _in_crop_sides(flow)
 
-    def _sharp_uint8(self, sharp: torch.Tensor, coordinates: torch.Tensor | None, detail: DetailLayer) -> np.ndarray:
+    def _sharp_uint8(self, sharp: torch.Tensor, coordinates: torch.Tensor | None, detail: DetailLayer,
+                     gain: torch.Tensor | None = None) -> np.ndarray:
         """Faces at the detail's working side as uint8 at its full side, the fine detail moved in
         (`add_fine_detail`), a frame at a time: a large face's batch would hold gigabytes."""
         if coordinates is None:
             return self._to_uint8(sharp)
         fine = detail.fine
-        return np.concatenate([self._to_uint8(add_fine_detail(sharp[i:i + 1], coordinates[i:i + 1],
-                                                              fine[i:i + 1] if len(fine) > 1 else fine))
-                               for i in range(len(sharp))])
+        return np.concatenate([self._to_uint8(add_fine_detail(
+            sharp[i:i + 1], coordinates[i:i + 1], fine[i:i + 1] if len(fine) > 1 else fine,
+            None if gain is None else gain[i:i + 1])) for i in range(len(sharp))])
 
     def _generate(self, latent: torch.Tensor, features, detail: DetailLayer | None
                   ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
@@ -433,6 +434,7 @@ class SFDPipeline:
                 motion = reference + (motion - reference) @ strength_map.T
             latent = self.model.transfer_motion(source.descriptors, motion, reference if relative else None)
         images, sharp, coordinates, flows = self._render(latent, source.descriptors.features, source.detail)
+        gain = None
         if retargeting is not None:
             with torch.inference_mode():  # the mesh in full precision: lids are a few pixels
                 driver = self._to_tensor(np.stack([crop_image(f, b, DRIVER_SIDE) for f, b in zip(frames, boxes)]))
@@ -440,9 +442,12 @@ class SFDPipeline:
                     (images,) = retargeting(driver, images.float())
                 elif coordinates is None:
                     sharp, images = retargeting(driver, sharp.float(), images.float())
-                else:  # where the fine detail comes from moves with the face
-                    sharp, images, coordinates = retargeting(driver, sharp.float(), images.float(), maps=[coordinates])
-        sharp = None if sharp is None else self._sharp_uint8(sharp, coordinates, source.detail)
+                else:  # where the fine detail comes from moves with the face, and darkens with it
+                    shade = torch.zeros_like(sharp[:, :1], dtype=torch.float32)  # comes back as -darkening
+                    sharp, images, shade, coordinates = retargeting(driver, sharp.float(), images.float(), shade,
+                                                                    maps=[coordinates])
+                    gain = shade + 1
+        sharp = None if sharp is None else self._sharp_uint8(sharp, coordinates, source.detail, gain)
         return frames, boxes, self._to_uint8(images), sharp, flows
 
     def _matched_map(self, source: SourceFace, reference: torch.Tensor, motion: list[torch.Tensor],
