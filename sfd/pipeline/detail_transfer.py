@@ -125,13 +125,17 @@ def _sample(detail: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(detail, grid, mode="bicubic", padding_mode="zeros", align_corners=False)
 
 
-def add_detail(images: torch.Tensor, flow: torch.Tensor, detail: DetailLayer) -> torch.Tensor:
+def add_detail(images: torch.Tensor, flow: torch.Tensor, detail: DetailLayer,
+               coordinates: torch.Tensor | None = None) -> torch.Tensor:
     """Generated images (B, 3, size, size) at the detail's working side with the source's detail added.
 
     `flow` is the generator's final flow (`SFDModel.generate(..., return_warp=True)`): the detail
-    is warped like the source image.
+    is warped like the source image. `coordinates`: `source_coordinates(flow, detail.side)` where
+    the caller has them already.
     """
-    grid = source_coordinates(flow, detail.side).permute(0, 2, 3, 1)
+    if coordinates is None:
+        coordinates = source_coordinates(flow, detail.side)
+    grid = coordinates.permute(0, 2, 3, 1)
     return _resize(images.float(), detail.side) + _sample(detail.residual, grid)
 
 

@@ -281,8 +281,12 @@ class SFDPipeline:
         crop sides, for the paste-back."""
         with self._inference():
             images, flow, _ = self.model.generate(latent, features, return_warp=True)
-            sharp = None if detail is None else add_detail(images, flow, detail)
-            coordinates = None if detail is None or detail.fine is None else source_coordinates(flow, detail.side)
+            sharp = coordinates = None
+            if detail is not None:
+                coordinates = source_coordinates(flow, detail.side)
+                sharp = add_detail(images, flow, detail, coordinates)
+                if detail.fine is None:  # nothing to move in at a larger side
+                    coordinates = None
         return images, sharp, coordinates, _in_crop_sides(flow)
 
     def _sharp_uint8(self, sharp: torch.Tensor, coordinates: torch.Tensor | None, detail: DetailLayer,
