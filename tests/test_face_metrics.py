@@ -44,6 +44,24 @@ def test_measures_follow_a_known_change():
     assert m["eyes"][0] == pytest.approx(8 / 40)
 
 
+def test_the_face_centre_does_not_move_when_only_the_eye_corners_are_read_differently():
+    # A face far from the image's corner whose outer eye corners are read 4 % closer together, as
+    # dlib reads them when the lids shut; the face itself does not move. Divided by each frame's
+    # own inter-ocular distance its centre would jump by 4 % of (520 / 120) units.
+    far = (400.0, 300.0)
+    faces = np.stack([_face(shift=far) for _ in range(5)])
+    faces[[1, 3], 36, 0] += 2.4
+    faces[[1, 3], 45, 0] -= 2.4
+    m = face_motion.face_measures(faces)
+    for key in ("centre_x", "centre_y"):
+        assert np.ptp(m[key]) < 1e-9, key
+    # A real move still reads in inter-ocular distances (the clip's median one).
+    moved = np.stack([_face(shift=far), _face(shift=(far[0] + 30, far[1]))])
+    assert np.diff(face_motion.face_measures(moved)["centre_x"])[0] == pytest.approx(30 / 120)
+    # and where no face is found at all, there is no centre
+    assert np.isnan(face_motion.face_measures(np.full((2, 68, 2), np.nan))["centre_x"]).all()
+
+
 def test_centred_akd_takes_out_the_faces_position_and_keeps_the_rest():
     drivers = np.stack([_face(), _face(shift=(30, 0)), _face(shift=(0, -20), mouth_gap=12)])
     still = np.broadcast_to(drivers[:1], drivers.shape)  # doing nothing
