@@ -14,8 +14,8 @@ not enter; the centre is in units of the series' median inter-ocular distance, o
 the whole clip. Divided frame by frame, a position would move with every reading of the eye
 corners (dlib moves them by a few per cent when the lids shut), by as much as the face is far
 from the image's corner: on the same person's 19 test clips that noise took the pose r of a
-perfect 64 px model from 0.91 to 0.82. The do-nothing baseline (every output frame = the source) has constant measures:
-its correlations are 0 by definition here, and a perfect copy scores ~1. Beside them, how wide the
+perfect 64 px model from 0.91 to 0.82. The do-nothing baseline (every output frame = the source)
+has constant measures: its correlations are 0 by definition here, and a perfect copy scores ~1. Beside them, how wide the
 mouth moves (`mouth_amplitude`: the output's spread of the mouth opening over the driver's; doing
 nothing 0, a copy 1), which a correlation cannot see.
 
