@@ -24,25 +24,26 @@ BLINK_CLIP = "clips/036_grid-pwij3p.mp4"
 BLINK_FRAMES, OPEN_FRAMES = [34, 35, 36], list(range(0, 30))
 
 
-def drawn_eyes(closure_target: float = 0.0):
+def drawn_eyes(side: int = SIDE, centres=CENTRES, half_width: float = HALF_WIDTH, half_gap: float = HALF_GAP,
+               brow_above: float = BROW_ABOVE):
     """A skin-coloured image with two dark almond eyes, and a mesh whose eye and brow points lie on
     them (the other points far away, as the warp never reads them)."""
     from sfd.pipeline.blink_transfer import EYE_CONTOURS
 
-    image = torch.full((1, 3, SIDE, SIDE), SKIN)
+    image = torch.full((1, 3, side, side), SKIN)
     points = torch.full((1, 468, 2), -1000.0)
-    ys, xs = torch.meshgrid(torch.arange(SIDE) + 0.5, torch.arange(SIDE) + 0.5, indexing="ij")
-    for (cx, cy), (left, right, upper, lower, brow) in zip(CENTRES, EYE_CONTOURS):
-        u = (xs - cx) / HALF_WIDTH
-        inside = (u.abs() < 1) & ((ys - cy).abs() < HALF_GAP * torch.sqrt((1 - u * u).clamp_min(0)))
+    ys, xs = torch.meshgrid(torch.arange(side) + 0.5, torch.arange(side) + 0.5, indexing="ij")
+    for (cx, cy), (left, right, upper, lower, brow) in zip(centres, EYE_CONTOURS):
+        u = (xs - cx) / half_width
+        inside = (u.abs() < 1) & ((ys - cy).abs() < half_gap * torch.sqrt((1 - u * u).clamp_min(0)))
         image[0, :, inside] = EYE
         knots = np.linspace(-1, 1, len(upper))
         for index, k in zip(upper, knots):
-            points[0, index] = torch.tensor([cx + k * HALF_WIDTH, cy - HALF_GAP * np.sqrt(1 - k * k)])
+            points[0, index] = torch.tensor([cx + k * half_width, cy - half_gap * np.sqrt(1 - k * k)])
         for index, k in zip(lower, knots):
-            points[0, index] = torch.tensor([cx + k * HALF_WIDTH, cy + HALF_GAP * np.sqrt(1 - k * k)])
+            points[0, index] = torch.tensor([cx + k * half_width, cy + half_gap * np.sqrt(1 - k * k)])
         for index, k in zip(brow, np.linspace(-0.8, 0.8, len(brow))):
-            points[0, index] = torch.tensor([cx + k * HALF_WIDTH, cy - BROW_ABOVE])
+            points[0, index] = torch.tensor([cx + k * half_width, cy - brow_above])
     return image, points
 
 
@@ -63,6 +64,51 @@ def test_a_shut_eye_shows_skin_where_the_eye_was_and_nothing_else_moves():
         assert torch.equal(shut[0, :, int(cy + HALF_GAP) + 1:, :], image[0, :, int(cy + HALF_GAP) + 1:, :])
         assert torch.equal(shut[0, :, :, int(cx - HALF_WIDTH) - 3], image[0, :, :, int(cx - HALF_WIDTH) - 3])
         assert torch.equal(shut[0, :, : int(cy - BROW_ABOVE) + 1], image[0, :, : int(cy - BROW_ABOVE) + 1])
+
+
+def test_a_shut_lid_keeps_its_lash_line_thin_at_the_lids_meeting_and_shows_no_streaks():
+    # one large eye (30 px half width, 12 px half gap) under a lid whose skin is striped column by
+    # column (lashes, eyeliner, any texture that stretching would turn into streaks) and whose lash
+    # row, 3 px just above the upper lid, is dark
+    cx, cy, half_width, half_gap = 100.0, 100.0, 30.0, 12.0
+    image, points = drawn_eyes(200, ((cx, cy), (-500.0, -500.0)), half_width, half_gap, brow_above=30.0)
+    ys, xs = torch.meshgrid(torch.arange(200) + 0.5, torch.arange(200) + 0.5, indexing="ij")
+    u = (xs - cx) / half_width
+    lid = cy - half_gap * torch.sqrt((1 - u * u).clamp_min(0))
+    above = (u.abs() < 1) & (ys < lid)
+    stripes = above & (ys >= lid - 14) & (xs.long() % 2 == 0)
+    image[0, :, stripes] = SKIN + 0.3
+    lashes = above & (ys >= lid - 3)
+    image[0, :, lashes] = -0.9
+    shut = close_lids(image, points, torch.ones(1))[0, 0]
+    column = shut[:, int(cx)]
+    dark = np.nonzero((column < -0.5).numpy())[0]
+    # the lash line lies where the lids meet (the lower lid, 12 px under the centre), as thin as it was
+    assert len(dark) and abs(dark.max() - (cy + half_gap)) <= 1.5, dark
+    assert len(dark) <= 4, dark
+    # the skin that covers the eye carries no stripes: across the middle it varies by a fraction
+    # of the stripes' 0.15 standard deviation
+    covered = shut[int(cy - 8):int(cy + 2), int(cx - 12):int(cx + 12)]
+    assert float(covered.std(dim=1).max()) < 0.03
+
+
+def test_the_fine_detail_fades_where_a_shut_lid_is_smoothed_and_maps_are_only_moved():
+    cx, cy, half_width, half_gap = 100.0, 100.0, 30.0, 12.0
+    _, points = drawn_eyes(200, ((cx, cy), (-500.0, -500.0)), half_width, half_gap, brow_above=30.0)
+    # the fine detail's gain offset (0: kept) goes to -1 (faded) over the shut lid's smoothed skin,
+    # and stays 0 on the lash line, below the lower lid and beside the eye
+    gain = close_lids(torch.zeros(1, 1, 200, 200), points, torch.ones(1), "gain")[0, 0]
+    assert float(gain[int(cy - 6):int(cy + 2), int(cx - 12):int(cx + 12)].max()) < -0.99
+    assert float(gain[int(cy + half_gap) - 1, int(cx)]) == 0.0
+    assert torch.equal(gain[int(cy + half_gap) + 1:], torch.zeros_like(gain[int(cy + half_gap) + 1:]))
+    assert torch.equal(gain[:, :int(cx - half_width) - 3], torch.zeros_like(gain[:, :int(cx - half_width) - 3]))
+    # a map is moved as the picture is, but never blurred: columns that alternate along x (which
+    # the lids' vertical move leaves as they are) stay as they were; as colours they are smoothed
+    columns = (torch.arange(200) % 2).float().view(1, 1, 1, 200).expand(1, 2, 200, 200).contiguous()
+    assert torch.allclose(close_lids(columns, points, torch.ones(1), "map"), columns, atol=1e-5)
+    assert not torch.allclose(close_lids(columns, points, torch.ones(1), "colour"), columns, atol=0.1)
+    with pytest.raises(ValueError, match="content"):
+        close_lids(columns, points, torch.ones(1), "colours")
 
 
 def test_half_closed_lids_cover_the_upper_half_and_keep_the_lower():

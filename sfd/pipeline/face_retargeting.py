@@ -124,20 +124,22 @@ class FaceRetargeting:
 
     @torch.no_grad()
     def __call__(self, driver_faces: torch.Tensor, faces: torch.Tensor, *more: torch.Tensor,
-                 maps: Sequence[torch.Tensor] = ()) -> list[torch.Tensor]:
+                 gains: Sequence[torch.Tensor] = (), maps: Sequence[torch.Tensor] = ()) -> list[torch.Tensor]:
         """`faces` (B, 3, S, S) in [-1, 1] and the same faces at other sizes (`more`), retargeted to the
-        driver's faces (B, 3, S', S'); the features are found by the mesh on `faces`. `maps` of the
+        driver's faces (B, 3, S', S'); the features are found by the mesh on `faces`. `gains`: the
+        fine detail's gain offsets (B, 1, S, S), 0 for none, come back darkened where the mouth
+        shades the faces and faded where the lids smooth them (`close_lids`, "gain"). `maps` of the
         same faces that are not colours (such as `detail_transfer.source_coordinates`) are moved by
-        the same warps, without the mouth's shading, and come last in the list returned."""
-        shown, maps = [faces, *more], list(maps)
+        the same warps, without shading or smoothing. Returned: the faces, the gains, the maps."""
+        shown, gains, maps = [faces, *more], list(gains), list(maps)
         if not self.active:
-            return shown + maps
+            return shown + gains + maps
         if self.mouth is None and self.pose is None:  # the faces shown are read only where the lids move
             driver_points, driver_seen = self.streams(driver=driver_faces)["driver"]
             closure = self.blinks.closures(driver_points, driver_seen)
             if not bool((closure != 0).any()):
                 self.streams.restart("shown")  # these faces go unread
-                return shown + maps
+                return shown + gains + maps
             points, seen = self.streams(shown=faces)["shown"]
         else:
             read = self.streams(driver=driver_faces, shown=faces)
@@ -149,12 +151,13 @@ class FaceRetargeting:
 
         if self.mouth is not None:
             extra = self.mouth.shortfall(driver_points, driver_seen, points, seen)
-            shown = [open_mouth(x, at(x, points), at(x, extra)) for x in shown]
+            shown, gains = ([open_mouth(x, at(x, points), at(x, extra)) for x in group] for group in (shown, gains))
             maps = [open_mouth(x, at(x, points), at(x, extra), shade=False) for x in maps]
         if closure is not None:
             closure = closure.to(points.device) * seen
-            shown, maps = ([close_lids(x, at(x, points), closure) for x in group] for group in (shown, maps))
+            shown, gains, maps = ([close_lids(x, at(x, points), closure, content) for x in group]
+                                  for group, content in ((shown, "colour"), (gains, "gain"), (maps, "map")))
         if self.pose is None:
-            return shown + maps
+            return shown + gains + maps
         # last: the lids and lips were found on the head where it was drawn
-        return self.pose.apply(shown, driver_points, driver_seen, points, seen, maps=maps)
+        return self.pose.apply(shown + gains, driver_points, driver_seen, points, seen, maps=maps)

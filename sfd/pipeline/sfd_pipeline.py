@@ -446,10 +446,11 @@ class SFDPipeline:
                     (images,) = retargeting(driver, images.float())
                 elif coordinates is None:
                     sharp, images = retargeting(driver, sharp.float(), images.float())
-                else:  # where the fine detail comes from moves with the face, and darkens with it
+                else:  # where the fine detail comes from moves with the face; it darkens with the mouth's
+                    # shading and fades where the shut lids are smoothed
                     shade = torch.zeros_like(sharp[:, :1], dtype=torch.float32)  # comes back as -darkening
-                    sharp, images, shade, coordinates = retargeting(driver, sharp.float(), images.float(), shade,
-                                                                    maps=[coordinates])
+                    sharp, images, shade, coordinates = retargeting(driver, sharp.float(), images.float(),
+                                                                    gains=[shade], maps=[coordinates])
                     gain = shade + 1
         sharp = None if sharp is None else self._sharp_uint8(sharp, coordinates, source.detail, gain)
         return frames, boxes, self._to_uint8(images), sharp, flows
