@@ -147,9 +147,10 @@ def close_lids(images: torch.Tensor, points: torch.Tensor, closure: torch.Tensor
         moved = pixels + ((source_v - v) * half[:, None])[..., None] * ey[:, None] + centre[:, None]
         grid = (2 * moved / side - 1).view(-1, y1 - y0, x1 - x0, 2)
         sampled = F.grid_sample(out.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
-        shut = (skin & ~lashes) * closure[:, None].clamp(0, 1)  # how much of the blurred skin each pixel takes
         sigma = LID_BLUR * float(half.mean())  # px; a batch's aligned faces share one size
-        if content != "map" and sigma >= 0.5 and bool((shut > 0).any()):
+        # how much of the blurred skin each pixel takes (maps are only moved)
+        shut = None if content == "map" else (skin & ~lashes) * closure[:, None].clamp(0, 1)
+        if shut is not None and sigma >= 0.5 and bool((shut > 0).any()):
             shut = shut.view(-1, 1, y1 - y0, x1 - x0)
             if content == "gain":
                 sampled = (sampled + 1) * (1 - shut) - 1
