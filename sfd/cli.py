@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "than usual): blink transfer")
     a.add_argument("--no-mouth", action="store_true",
                    help="do not open or close the portrait's mouth where the model draws it more or less open "
-                        "than the driver's, for its face's size (mouth transfer)")
+                        "than the driver's, for its face's size, nor show the driver's teeth between its lips "
+                        "(mouth transfer)")
     a.add_argument("--no-head", action="store_true",
                    help="do not move the portrait's head in the image by what the model left out of the driver's "
                         "tilt and shift (head-pose transfer; relative motion only)")

@@ -1,5 +1,6 @@
 """Mouth transfer: the opening warp on a drawn mouth (exact geometry), the shortfall it is given
-(the driver's change, for each face's size; nothing from a rigid head motion), and the pipeline
+(the driver's change, for each face's size; nothing from a rigid head motion), the inside of the
+opened mouth taken from the driver's (its teeth under its upper lip), and the pipeline
 opening a real portrait's mouth where a test driver's opens (the bundle's test, in
 test_bundled_weights)."""
 
@@ -8,8 +9,11 @@ import math
 import numpy as np
 import torch
 
+import pytest
+
+from sfd.pipeline.mouth_inside import paint_mouth_inside
 from sfd.pipeline.mouth_transfer import (CLOSE_SHARE, DEAD_ZONE, JAW_WIDTH, LOWER_INNER, SHUT, UPPER_INNER,
-                                         MouthTransfer, open_mouth)
+                                         MouthTransfer, open_mouth, opened_inner_lips)
 from sfd.pretrained.face_mesh_regions import (CHIN, INNER_LIP_PAIRS, LEFT_EYE_OUTER, MOUTH_LEFT, MOUTH_RIGHT,
                                               RIGHT_EYE_OUTER)
 
@@ -190,3 +194,74 @@ def test_a_driver_caught_mid_word_opens_a_shut_face_from_a_shut_mouth_s_reading(
     same.start(face_points(50.0, 10.0), face_points(100.0, 20.0))
     again = float(same.shortfall(face_points(50.0, 6.0), SEEN, face_points(100.0, 0.0), SEEN)[0])
     assert math.isclose(again, (20 / 100 + 6 / 50 - 10 / 50 - DEAD_ZONE) * 100, rel_tol=1e-5)
+
+
+TEETH = 0.9
+SEEN = torch.ones(1, dtype=torch.bool)
+
+
+def driver_with_teeth(half_gap: float = 8.0):
+    """A drawn open mouth with upper teeth where the face mesh puts them on a real one: from 4 px
+    above its upper inner-lip line (the mesh's line sits on the teeth's lower part) to 1 px below."""
+    image, points = drawn_mouth(half_gap)
+    ys, xs = torch.meshgrid(torch.arange(SIDE) + 0.5, torch.arange(SIDE) + 0.5, indexing="ij")
+    top = CY - half_gap * torch.sqrt(1 - ((xs - CX) / INNER_HALF_WIDTH).clamp(-1, 1).square())
+    image[0, :, ((xs - CX).abs() < 10) & (ys > top - 4) & (ys < top + 1)] = TEETH
+    return image, points
+
+
+def test_the_opened_lips_are_where_the_warp_leaves_them():
+    image, points = drawn_mouth()
+    lips = opened_inner_lips(points, torch.tensor([10.0]))
+    upper, lower = lips[0, :len(UPPER_INNER)], lips[0, len(UPPER_INNER):]
+    assert torch.equal(upper, points[0, UPPER_INNER])
+    middle = LOWER_INNER.index(14)
+    assert abs(float(lower[middle, 1] - points[0, 14, 1]) - 10) < 1e-4  # the middle by the whole opening
+    assert torch.allclose(lower[[0, -1]], points[0, [LOWER_INNER[0], LOWER_INNER[-1]]])  # corners stay
+    # the warp's own lower lip is there: its dark gap ends at the moved point
+    opened = open_mouth(image, points, torch.tensor([10.0]))
+    dark = dark_rows(opened[0, 0, :, int(CX)], CY - 5)
+    assert abs(dark[dark < CY + 20].max() + 0.5 - float(lower[middle, 1])) <= 2  # drawn as the gap was
+
+
+def test_an_opened_mouth_shows_the_driver_s_teeth_under_its_upper_lip_and_its_dark_below():
+    image, points = drawn_mouth()
+    extra = torch.tensor([10.0])
+    opened = open_mouth(image, points, extra)
+    lips = opened_inner_lips(points, extra)
+    driver, driver_points = driver_with_teeth()
+    painted = paint_mouth_inside(opened, lips, SEEN, driver, driver_points, SEEN)
+    column = painted[0, 0, :, int(CX)]
+    top, bottom = CY - HALF_GAP, CY + HALF_GAP + 10  # the shown gap at the middle: 68.5 to 81.5
+    assert float(column[int(top) + 1:int(top) + 3].min()) > 0.5, column[60:85]  # the teeth
+    assert float(column[int(top) + 5:int(bottom) - 2].max()) < INSIDE + 0.1, column[60:85]  # the dark
+    assert float(opened[0, 0, int(top) + 1:int(top) + 3, int(CX)].max()) < 0.5  # not there before
+    # outside the inner lips nothing changes: the lips, the skin, the corners
+    outside = torch.ones(SIDE, SIDE, dtype=torch.bool)
+    outside[int(top):int(bottom) + 1, int(CX - INNER_HALF_WIDTH):int(CX + INNER_HALF_WIDTH) + 1] = False
+    assert torch.equal(painted[0, :, outside], opened[0, :, outside])
+
+
+def test_a_driver_whose_lips_meet_or_a_face_not_seen_gives_nothing():
+    image, points = drawn_mouth()
+    extra = torch.tensor([10.0])
+    opened = open_mouth(image, points, extra)
+    lips = opened_inner_lips(points, extra)
+    shut, shut_points = driver_with_teeth(half_gap=0.5)
+    assert torch.equal(paint_mouth_inside(opened, lips, SEEN, shut, shut_points, SEEN), opened)
+    driver, driver_points = driver_with_teeth()
+    assert torch.equal(paint_mouth_inside(opened, lips, SEEN, driver, driver_points, ~SEEN), opened)
+
+
+def test_the_fine_detail_fades_where_the_inside_is_drawn_and_maps_are_left():
+    image, points = drawn_mouth()
+    extra = torch.tensor([10.0])
+    lips = opened_inner_lips(points, extra)
+    driver, driver_points = driver_with_teeth()
+    gain = paint_mouth_inside(torch.zeros(1, 1, SIDE, SIDE), lips, SEEN, driver, driver_points, SEEN, "gain")
+    assert float(gain[0, 0, int(CY) + 4, int(CX)]) == pytest.approx(-1.0)
+    assert float(gain[0, 0, int(CY) - 6, int(CX)]) == 0.0 and float(gain[0, 0, int(CY) + 20, int(CX)]) == 0.0
+    coordinates = torch.rand(1, 2, SIDE, SIDE)
+    assert torch.equal(paint_mouth_inside(coordinates, lips, SEEN, driver, driver_points, SEEN, "map"), coordinates)
+    with pytest.raises(ValueError, match="content"):
+        paint_mouth_inside(image, lips, SEEN, driver, driver_points, SEEN, "texture")

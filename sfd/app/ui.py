@@ -180,7 +180,8 @@ def build_animate_tab(handlers: AppHandlers) -> AnimateTab:
                                       "face: its motion has no blink)")
             mouth = gr.Checkbox(True, label="Move the mouth with the driver", elem_id="sfd-mouth",
                                 info="opens and closes the portrait's mouth as far, for its face's size, as the "
-                                     "driver's where the model draws it otherwise (drawn over the model's face)")
+                                     "driver's where the model draws it otherwise, and shows the driver's teeth "
+                                     "between its lips (drawn over the model's face)")
             head = gr.Checkbox(True, label="Move the head with the driver", elem_id="sfd-head",
                                info="tilts and shifts the portrait's face in the image as far as the "
                                     "driver's head moved where the model falls short (relative motion)")

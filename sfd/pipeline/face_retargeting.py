@@ -1,7 +1,7 @@
 """Explicit retargeting after the model: the driver's blinks, mouth opening and head pose, read by
 the face mesh on the driver's face and moved into the face as drawn by image warps
-(`blink_transfer`, `mouth_transfer`, `pose_transfer`). One mesh reading of each driver face and of
-each shown face serves all three.
+(`blink_transfer`, `mouth_transfer`, `pose_transfer`), and the inside of the mouth taken from the
+driver's (`mouth_inside`). One mesh reading of each driver face and of each shown face serves all.
 
 Faces are read as MediaPipe reads a video (`MeshStreams`): the driver's faces and the faces shown
 for them are two streams, each face read in one mesh pass on the box and angle of the previous
@@ -22,7 +22,8 @@ import torch
 
 from ..pretrained.face_mesh import crop_images, mesh_crop_transforms, points_to_image, rois_from_points
 from .blink_transfer import BlinkTransfer, close_lids
-from .mouth_transfer import MouthTransfer, open_mouth
+from .mouth_inside import paint_mouth_inside
+from .mouth_transfer import MouthTransfer, open_mouth, opened_inner_lips
 from .pose_transfer import PoseTransfer
 
 DRIVER_SIDE = 256  # the driver's face crops are read at this side
@@ -91,8 +92,9 @@ class FaceRetargeting:
     """One clip's retargeting: `start` with the reference faces, then call with each batch of driver
     faces and the faces shown for them. `blinks`: close the lids where the driver's close (and
     widen them where the driver's open wider than usual);
-    `mouth_strength`: open and close the mouth as the driver's does, times this (0: not at all); `head`:
-    move the head as the driver's moved since its reference face."""
+    `mouth_strength`: open and close the mouth as the driver's does, times this (0: not at all), its
+    inside drawn from the driver's; `head`: move the head as the driver's moved since its reference
+    face."""
 
     def __init__(self, mesh, blinks: bool = True, mouth_strength: float = 1.0, head: bool = True):
         self.mesh = mesh
@@ -128,9 +130,10 @@ class FaceRetargeting:
         """`faces` (B, 3, S, S) in [-1, 1] and the same faces at other sizes (`more`), retargeted to the
         driver's faces (B, 3, S', S'); the features are found by the mesh on `faces`. `gains`: the
         fine detail's gain offsets (B, 1, S, S), 0 for none, come back darkened where the mouth
-        shades the faces and faded where the lids smooth them (`close_lids`, "gain"). `maps` of the
-        same faces that are not colours (such as `detail_transfer.source_coordinates`) are moved by
-        the same warps, without shading or smoothing. Returned: the faces, the gains, the maps."""
+        shades the faces, faded where the lids smooth them (`close_lids`, "gain") and where the mouth's
+        inside is the driver's. `maps` of the same faces that are not colours (such as
+        `detail_transfer.source_coordinates`) are moved by the same warps, without shading or
+        smoothing. Returned: the faces, the gains, the maps."""
         shown, gains, maps = [faces, *more], list(gains), list(maps)
         if not self.active:
             return shown + gains + maps
@@ -153,6 +156,10 @@ class FaceRetargeting:
             extra = self.mouth.shortfall(driver_points, driver_seen, points, seen)
             shown, gains = ([open_mouth(x, at(x, points), at(x, extra)) for x in group] for group in (shown, gains))
             maps = [open_mouth(x, at(x, points), at(x, extra), shade=False) for x in maps]
+            lips = opened_inner_lips(points, extra)  # the inside drawn from the driver's, between them
+            shown, gains = ([paint_mouth_inside(x, at(x, lips), seen, driver_faces, driver_points, driver_seen,
+                                                content) for x in group]
+                            for group, content in ((shown, "colour"), (gains, "gain")))
         if closure is not None:
             closure = closure.to(points.device) * seen
             shown, gains, maps = ([close_lids(x, at(x, points), closure, content) for x in group]

@@ -29,6 +29,8 @@ does it on keypoints):
    output's mouth followed the driver's at r 0.16 with opening only, 0.78 both ways. Over 92
    pairs of test clips and stills of other people (90 frames), mouth r 0.555 to 0.594
    (docs/retargeting.md).
+5. Between the inner lips where the warp leaves them (`opened_inner_lips`), the inside of the
+   mouth is then the driver's (`mouth_inside`): its teeth rather than stretched, shaded lip.
 """
 
 from __future__ import annotations
@@ -62,6 +64,50 @@ UPPER_INNER = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308]
 LOWER_INNER = [78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308]
 
 
+def mouth_frame(left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The mouth's frame from its corners (B, 2) on the image's left and right: the centre, x along
+    the corners, y across (downwards in the image), and half the corners' distance (the unit)."""
+    half = (right - left).norm(dim=1).clamp_min(1e-3) / 2
+    ex = (right - left) / (2 * half[:, None])
+    ey = torch.stack([-ex[:, 1], ex[:, 0]], 1)
+    return (left + right) / 2, ex, ey, half
+
+
+def in_mouth_frame(p: torch.Tensor, centre, ex, ey, half) -> tuple[torch.Tensor, torch.Tensor]:
+    """Points (B, K, 2) in pixels as u (along the corners), v (across) in half widths of `mouth_frame`."""
+    rel = p - centre[:, None]
+    return (rel * ex[:, None]).sum(-1) / half[:, None], (rel * ey[:, None]).sum(-1) / half[:, None]
+
+
+def _rise(extra: torch.Tensor, half: torch.Tensor, upper, lower) -> torch.Tensor:
+    """(B, 1) the opening at the middle in half widths, closing at most `CLOSE_SHARE` of the gap."""
+    at_middle = torch.zeros_like(upper[0][:, :1])
+    gap = interpolate(at_middle, *lower) - interpolate(at_middle, *upper)
+    return torch.maximum(extra[:, None] / half[:, None], -CLOSE_SHARE * gap.clamp_min(0))  # lips never cross
+
+
+def _widening(u: torch.Tensor, upper_u: torch.Tensor, rise: torch.Tensor, gap: torch.Tensor) -> torch.Tensor:
+    """How far the gap (half of it: `gap`) widens at u: a lens, none at the inner corners (the upper
+    inner lip's ends, `upper_u`), closing at most `CLOSE_SHARE` of it."""
+    left, right = upper_u[:, :1], upper_u[:, -1:]
+    across = ((2 * u - left - right) / (right - left).clamp_min(1e-3)).clamp(-1, 1)
+    return torch.maximum(rise * (1 - across.square()).sqrt(), -CLOSE_SHARE * 2 * gap)
+
+
+def opened_inner_lips(points: torch.Tensor, extra: torch.Tensor) -> torch.Tensor:
+    """The inner lips (B, 22, 2: `UPPER_INNER`, then `LOWER_INNER`) where `open_mouth(images, points,
+    extra)` leaves them: the upper one stays, the lower one moves with the gap."""
+    points = points.float()
+    extra = extra.to(points.device, torch.float32)
+    centre, ex, ey, half = mouth_frame(points[:, MOUTH_RIGHT], points[:, MOUTH_LEFT])
+    upper = in_mouth_frame(points[:, UPPER_INNER], centre, ex, ey, half)
+    lower = in_mouth_frame(points[:, LOWER_INNER], centre, ex, ey, half)
+    gap = ((lower[1] - interpolate(lower[0], *upper)) / 2).clamp_min(0.5 / half[:, None])
+    moved = _widening(lower[0], upper[0], _rise(extra, half, upper, lower), gap)
+    lower_points = points[:, LOWER_INNER] + (moved * half[:, None])[..., None] * ey[:, None]
+    return torch.cat([points[:, UPPER_INNER], lower_points], 1)
+
+
 def open_mouth(images: torch.Tensor, points: torch.Tensor, extra: torch.Tensor, shade: bool = True) -> torch.Tensor:
     """`images` (B, C, S, S) with each face's mouth opened by `extra` (B,) pixels of `images` at
     its middle, or closed where `extra` < 0 (module doc, steps 3 and 4); `points` (B, 468, 2) its
@@ -72,23 +118,16 @@ def open_mouth(images: torch.Tensor, points: torch.Tensor, extra: torch.Tensor, 
         return images
     side = images.shape[-1]
     points = points.to(images.device, torch.float32)
-    a, b = points[:, MOUTH_RIGHT], points[:, MOUTH_LEFT]  # the image's left corner, then its right
-    half = (b - a).norm(dim=1).clamp_min(1e-3) / 2
-    ex = (b - a) / (2 * half[:, None])
-    ey = torch.stack([-ex[:, 1], ex[:, 0]], 1)  # across the mouth, downwards in the image
-    centre = (a + b) / 2
+    centre, ex, ey, half = mouth_frame(points[:, MOUTH_RIGHT], points[:, MOUTH_LEFT])
 
-    def frame(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # (B, K, 2) px -> u, v in half widths
-        rel = p - centre[:, None]
-        return (rel * ex[:, None]).sum(-1) / half[:, None], (rel * ey[:, None]).sum(-1) / half[:, None]
+    def frame(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return in_mouth_frame(p, centre, ex, ey, half)
 
     upper, lower = frame(points[:, UPPER_INNER]), frame(points[:, LOWER_INNER])
     chin = frame(points[:, [CHIN]])[1]  # (B, 1)
-    rise = extra[:, None] / half[:, None]  # the opening at the middle, in half widths
+    rise = _rise(extra, half, upper, lower)
     at_middle = torch.zeros_like(chin)
-    upper_middle, lower_middle = interpolate(at_middle, *upper), interpolate(at_middle, *lower)
-    lips_middle = (upper_middle + lower_middle) / 2
-    rise = torch.maximum(rise, -CLOSE_SHARE * (lower_middle - upper_middle).clamp_min(0))  # lips never cross
+    lips_middle = (interpolate(at_middle, *upper) + interpolate(at_middle, *lower)) / 2
     neck = torch.maximum(NECK_SHARE * (chin - lips_middle), 3 * rise)
     # the region that can move: the jaw's width, from the upper inner lip to below the neck band
     reach_u = JAW_WIDTH * half
@@ -107,10 +146,7 @@ def open_mouth(images: torch.Tensor, points: torch.Tensor, extra: torch.Tensor, 
     top, bottom = interpolate(u, *upper), interpolate(u, *lower)
     middle = (top + bottom) / 2
     gap = ((bottom - top) / 2).clamp_min(0.5 / half[:, None])  # half the gap, at least half a pixel
-    left, right = upper[0][:, :1], upper[0][:, -1:]
-    across = ((2 * u - left - right) / (right - left).clamp_min(1e-3)).clamp(-1, 1)
-    opening = rise * (1 - across.square()).sqrt()  # how far the gap widens: a lens, none at the corners
-    opening = torch.maximum(opening, -CLOSE_SHARE * 2 * gap)
+    opening = _widening(u, upper[0], rise, gap)
     drop = rise * 0.5 * (1 + torch.cos(math.pi * (u.abs() / JAW_WIDTH).clamp(max=1)))  # how far the chin drops
     # Where each shown row comes from, piecewise linear down the column (shown -> source knots):
     # gap top stays; gap bottom + opening <- gap bottom; chin + drop <- chin; chin + neck stays.

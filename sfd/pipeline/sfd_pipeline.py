@@ -544,7 +544,8 @@ class SFDPipeline:
         no blink (`sfd.pipeline.blink_transfer`); `mouth` (default on) opens the portrait's mouth, for
         its face's size, as far as the driver's opened since its first face, or since a shut mouth
         where that face was caught mid-word (times `expression_strength`), where the model drew it
-        less open, and closes it where the model drew it more open (`sfd.pipeline.mouth_transfer`);
+        less open, and closes it where the model drew it more open (`sfd.pipeline.mouth_transfer`),
+        the inside between its lips drawn from the driver's (`sfd.pipeline.mouth_inside`);
         `head` (default on, relative motion only) moves the portrait's head in the image by what the
         model left out of the driver's head motion since its first face: tilt and shift, the shift
         for the portrait's face's size (`sfd.pipeline.pose_transfer`). With `side_by_side_path`, a
