@@ -7,9 +7,8 @@ test_bundled_weights)."""
 import math
 
 import numpy as np
-import torch
-
 import pytest
+import torch
 
 from sfd.pipeline.mouth_inside import paint_mouth_inside
 from sfd.pipeline.mouth_transfer import (CLOSE_SHARE, DEAD_ZONE, JAW_WIDTH, LOWER_INNER, SHUT, UPPER_INNER,
@@ -197,7 +196,6 @@ def test_a_driver_caught_mid_word_opens_a_shut_face_from_a_shut_mouth_s_reading(
 
 
 TEETH = 0.9
-SEEN = torch.ones(1, dtype=torch.bool)
 
 
 def driver_with_teeth(half_gap: float = 8.0):
