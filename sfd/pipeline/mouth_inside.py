@@ -42,7 +42,7 @@ FEATHER = 1.0  # px of the shown image over which the inside fades in from the i
 CORNER_FADE = 0.2  # the inside fades out over this share of half the mouth's width at either corner
 MARGIN = 2  # px around the region drawn
 
-INNER = 11  # points per inner lip: `mouth_transfer.UPPER_INNER`, then `LOWER_INNER`, corner to corner
+INNER = len(UPPER_INNER)  # lips (B, 2 * INNER, 2): `UPPER_INNER`, then `LOWER_INNER`, corner to corner
 
 
 def _lips(lips: torch.Tensor):
